@@ -1,0 +1,103 @@
+"""The signup service: `create_app` builds the Flask application."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from flask import Flask, request, session
+
+from . import mail as mail_module
+from . import models, pending
+from .config import INSTANCE_PATH, PROJECT_ROOT, load_config
+from .extensions import babel, csrf, db, mail
+from .security import Passwords
+
+__version__ = "0.1.0"
+
+
+def create_app(config: dict | None = None, *, environ=None) -> Flask:
+    """Build the app; `config` overrides win over the environment and `.env`."""
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"),
+                static_folder=str(PROJECT_ROOT / "static"), instance_path=str(INSTANCE_PATH),
+                instance_relative_config=True)
+    app.config.update(load_config(environ, config, instance_path=INSTANCE_PATH))
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    register_hooks(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    """Log to stderr at INFO so the development email backend shows in the terminal."""
+    root = logging.getLogger("app")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    if app.config.get("SECRET_KEY_GENERATED"):
+        app.logger.warning("SECRET_KEY is not set: using a generated development key kept in "
+                           "the instance folder")
+
+
+def select_locale() -> str:
+    """The language chosen on the site, else the browser's preference among ours."""
+    from flask import current_app
+
+    languages = current_app.config["LANGUAGES"]
+    chosen = session.get("lang")
+    if chosen in languages:
+        return chosen
+    return request.accept_languages.best_match(languages) or "en"
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the unbound extensions and wire in the subsystems."""
+    app.config.setdefault("MAIL_SUPPRESS_SEND", False)
+    db.init_app(app)
+    csrf.init_app(app)
+    mail.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    from flask_babel import get_locale
+
+    app.jinja_env.globals["get_locale"] = get_locale
+    app.extensions["passwords"] = Passwords(
+        time_cost=app.config["ARGON2_TIME_COST"], memory_cost=app.config["ARGON2_MEMORY_COST"],
+        parallelism=app.config["ARGON2_PARALLELISM"],
+        min_length=app.config["PASSWORD_MIN_LENGTH"])
+    models.init_app(app)
+    mail_module.init_app(app)
+    pending.init_app(app, app.config.get("PENDING_MANAGER"))
+
+
+def register_blueprints(app: Flask) -> None:
+    """Register one blueprint per feature."""
+    from .views import BLUEPRINT_MODULES
+
+    for name in BLUEPRINT_MODULES:
+        app.register_blueprint(importlib.import_module(f".views.{name}", __name__).bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """Error pages for 400/404/405/413/429/500/503 and CSRF failures."""
+    from .errors import init_app
+
+    init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    """The `flask --app wsgi` commands."""
+    from .cli import init_app
+
+    init_app(app)
+
+
+def register_hooks(app: Flask) -> None:
+    """Security headers on every response."""
+    from .headers import init_app
+
+    init_app(app)

@@ -1,0 +1,173 @@
+"""Signup, verification, resend, promotion and sign-in, callable without HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from flask import current_app, url_for
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from .extensions import db
+from .mail import send_email
+from .models import User, utcnow
+from .pending import PendingRegistration, get_manager
+from .security import Passwords, new_code, new_link_token
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The users database could not be read or written (locked, read-only, down)."""
+
+
+@dataclass
+class SignupOutcome:
+    """What the person is told after a signup or resend (the same for every branch)."""
+
+    email_sent: bool
+    retry_after: int = 0
+
+
+def passwords() -> Passwords:
+    """The app's password hasher and rules."""
+    return current_app.extensions["passwords"]
+
+
+def find_user(email: str) -> User | None:
+    """The verified user with this normalised address, or None."""
+    try:
+        return db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        raise DatabaseUnavailable(str(exc.__class__.__name__)) from exc
+
+
+def link_for(token: str) -> str:
+    """The verification link, from APP_BASE_URL when set (always in production)."""
+    base = current_app.config.get("APP_BASE_URL")
+    path = url_for("verify.link", token=token)
+    return f"{base}{path}" if base else url_for("verify.link", token=token, _external=True)
+
+
+def _mail_context(email: str, code: str | None, token: str | None) -> dict:
+    cfg = current_app.config
+    context = {"email": email, "code_minutes": cfg["CODE_TTL_SECONDS"] // 60,
+               "link_hours": cfg["PENDING_TTL_SECONDS"] // 3600}
+    if code:
+        context.update(code=code, link=link_for(token))
+    else:
+        base = cfg.get("APP_BASE_URL")
+        login = url_for("account.login")
+        context["login_url"] = f"{base}{login}" if base else url_for("account.login",
+                                                                    _external=True)
+    return context
+
+
+def signup(email: str, password: str, name: str, locale: str) -> SignupOutcome:
+    """Store (or replace) a pending registration and email its code; same answer for all.
+
+    A verified address gets a "you already have an account" email instead, and nothing is
+    stored. The password is hashed in every branch so the time taken does not tell them apart.
+    """
+    password_hash = passwords().hash(password)
+    manager = get_manager()
+    existing = find_user(email)
+    if existing is not None:
+        retry = manager.reserve_email(email)
+        if retry:
+            return SignupOutcome(email_sent=False, retry_after=retry)
+        sent = send_email("existing_account", email, locale, **_mail_context(email, None, None))
+        return SignupOutcome(email_sent=sent)
+
+    code, token = new_code(), new_link_token()
+    now = time.time()
+    address_id = manager.address_id(email)
+    reg = PendingRegistration(
+        email=email, password_hash=password_hash, name=name, locale=locale,
+        code_digest=manager.digester.code_digests(address_id, code)[0],
+        token_digest=manager.digester.token_digests(token)[0],
+        code_issued_at=now, created_at=now, updated_at=now,
+        expires_at=now + manager.limits.pending_ttl,
+    )
+    manager.add_registration(reg)
+    retry = manager.reserve_email(email)
+    if retry:
+        return SignupOutcome(email_sent=False, retry_after=retry)
+    sent = send_email("verification", email, locale, **_mail_context(email, code, token))
+    return SignupOutcome(email_sent=sent)
+
+
+def resend(email: str, locale: str | None = None) -> SignupOutcome:
+    """New code and link for a pending registration; the answer never says whether one exists.
+
+    The allowance is taken per requested address whether or not a registration exists.
+    """
+    manager = get_manager()
+    retry = manager.reserve_email(email)
+    if retry:
+        return SignupOutcome(email_sent=False, retry_after=retry)
+    code, token = new_code(), new_link_token()
+    if not manager.update_verification_code(email, code, token):
+        return SignupOutcome(email_sent=True)
+    reg = manager.get_registration(email)
+    lang = locale or (reg.locale if reg else "en")
+    sent = send_email("verification", email, lang, **_mail_context(email, code, token))
+    return SignupOutcome(email_sent=sent)
+
+
+def promote(reg: PendingRegistration) -> User:
+    """Insert and commit the user row; raises DatabaseUnavailable when that cannot be done.
+
+    A unique violation means the address was verified concurrently: the existing user is
+    returned so the pending record is removed and there is still exactly one row.
+    """
+    user = User(email=reg.email, password_hash=reg.password_hash, name=reg.name,
+                created_at=utcnow(), verified_at=utcnow())
+    try:
+        db.session.add(user)
+        db.session.commit()
+        return user
+    except IntegrityError:
+        db.session.rollback()
+        existing = find_user(reg.email)
+        if existing is None:
+            raise DatabaseUnavailable("integrity error without an existing user") from None
+        existing.already_verified = True
+        return existing
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.error("promotion failed, registration kept: %s", exc.__class__.__name__)
+        raise DatabaseUnavailable(exc.__class__.__name__) from exc
+
+
+def completion_check(signup_email: str | None, password: str | None):
+    """Who may complete: the signing-up browser as it is, any other with the signup password."""
+
+    def check(reg: PendingRegistration) -> bool:
+        if signup_email and reg.email == signup_email:
+            return True
+        return bool(password) and passwords().verify(reg.password_hash, password)
+
+    return check
+
+
+def verify_code(email: str, code: str, *, signup_email=None, password=None):
+    """Verify by code; another browser than the signing-up one must give the password too."""
+    return get_manager().verify_and_remove(
+        email, code, promote, check=completion_check(signup_email, password))
+
+
+def verify_link(token: str, *, signup_email=None, password=None):
+    """Verify by link token, with the same claim/promote/delete sequence as a code."""
+    return get_manager().verify_link_and_remove(
+        token, promote, check=completion_check(signup_email, password))
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user when the address and password match; equal time when the address is unknown."""
+    user = find_user(email)
+    ok = passwords().verify(user.password_hash if user else None, password)
+    return user if ok and user else None

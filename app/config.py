@@ -1,0 +1,257 @@
+"""Configuration read from the environment (and `.env`), parsed and checked at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_PATH = PROJECT_ROOT / "instance"
+
+TRUE_WORDS = {"on", "true", "yes", "1"}
+FALSE_WORDS = {"off", "false", "no", "0"}
+REDIS_SCHEMES = {"redis", "rediss", "unix", "memory"}
+# "20/minute", "30 per 5 minutes", "10/hour;100/day": what the `limits` library parses.
+LIMIT_RE = re.compile(
+    r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*$", re.IGNORECASE
+)
+DEV_SECRET_FILE = "secret_key"
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str):
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+def _bool(name, raw):
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, f"expected on/off, true/false, yes/no or 1/0, got {raw!r}")
+
+
+def _int(name, raw, minimum=0):
+    try:
+        value = int(raw.strip())
+    except (ValueError, AttributeError):
+        raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(name, raw, minimum=0.0):
+    try:
+        value = float(raw.strip())
+    except (ValueError, AttributeError):
+        raise ConfigError(name, f"expected a number, got {raw!r}") from None
+    if value <= minimum:
+        raise ConfigError(name, f"must be greater than {minimum}, got {value}")
+    return value
+
+
+def _limit(name, raw):
+    for part in raw.split(";"):
+        if not LIMIT_RE.match(part):
+            raise ConfigError(name, f"expected a rate limit such as '20/minute', got {raw!r}")
+    return raw
+
+
+def _redis_url(name, raw):
+    scheme = urlsplit(raw).scheme.lower()
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            name, f"unknown scheme {scheme!r}: use redis://, rediss://, unix:// or memory://"
+        )
+    return raw
+
+
+def _sentinels(name, raw):
+    hosts = []
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host:
+            raise ConfigError(name, f"expected host:port,host:port, got {raw!r}")
+        hosts.append((host, _int(name, port, minimum=1)))
+    return hosts
+
+
+def _database_url(name, raw):
+    if "://" not in raw:
+        raise ConfigError(name, f"expected an SQLAlchemy URL such as sqlite:///path, got {raw!r}")
+    return raw
+
+
+def _base_url(name, raw):
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(name, f"expected an http(s) URL such as https://example.com, got {raw!r}")
+    return raw.rstrip("/")
+
+
+# variable -> (default, parser). A default of None means "unset".
+SETTINGS = {
+    "APP_ENV": ("development", None),
+    "SECRET_KEY": (None, None),
+    "SECRET_KEY_FALLBACKS": ("", lambda n, r: [k.strip() for k in r.split(",") if k.strip()]),
+    "APP_BASE_URL": (None, _base_url),
+    "REDIS_URL": ("redis://localhost:6379/0", _redis_url),
+    "REDIS_SENTINELS": ("", _sentinels),
+    "REDIS_SENTINEL_MASTER": (None, None),
+    "REDIS_KEY_PREFIX": ("signup:", None),
+    "PENDING_FALLBACK": ("on", _bool),
+    "DATABASE_URL": (None, _database_url),
+    "MAIL_SERVER": (None, None),
+    "MAIL_PORT": ("25", lambda n, r: _int(n, r, minimum=1)),
+    "MAIL_USE_TLS": ("off", _bool),
+    "MAIL_USE_SSL": ("off", _bool),
+    "MAIL_USERNAME": (None, None),
+    "MAIL_PASSWORD": (None, None),
+    "MAIL_DEFAULT_SENDER": (None, None),
+    "MAIL_TIMEOUT": ("10", _float),
+    "PENDING_TTL_SECONDS": ("86400", lambda n, r: _int(n, r, minimum=1)),
+    "CODE_TTL_SECONDS": ("3600", lambda n, r: _int(n, r, minimum=1)),
+    "CODE_MAX_ATTEMPTS": ("5", lambda n, r: _int(n, r, minimum=1)),
+    "REGISTRATION_MAX_ATTEMPTS": ("10", lambda n, r: _int(n, r, minimum=1)),
+    "RESEND_COOLDOWN_SECONDS": ("60", _int),
+    "RESEND_MAX_PER_HOUR": ("5", lambda n, r: _int(n, r, minimum=1)),
+    "PASSWORD_MIN_LENGTH": ("8", lambda n, r: _int(n, r, minimum=1)),
+    "RATELIMIT_ENABLED": ("on", _bool),
+    "RATELIMIT_SIGNUP": ("20/minute", _limit),
+    "RATELIMIT_VERIFY": ("30 per 5 minutes", _limit),
+    "RATELIMIT_RESEND": ("10/hour", _limit),
+    "RATELIMIT_LOGIN": ("10/minute", _limit),
+    "TRUSTED_PROXIES": ("0", _int),
+    "SESSION_COOKIE_SECURE": (None, _bool),
+    "HEALTH_TOKEN": (None, None),
+    "MAX_CONTENT_LENGTH": ("65536", lambda n, r: _int(n, r, minimum=1024)),
+}
+
+
+def read_environment(environ=None, dotenv_path=None):
+    """Merge `.env` under the real environment (the real environment wins)."""
+    path = dotenv_path or PROJECT_ROOT / ".env"
+    merged = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.exists() else {}
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def _dev_secret(instance_path: Path) -> str:
+    """Generate the development secret once and keep it, so workers and restarts share it."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path = instance_path / DEV_SECRET_FILE
+    try:
+        # O_EXCL: when several gunicorn workers start together, exactly one writes the file.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    for _ in range(50):
+        value = path.read_text().strip()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise ConfigError("SECRET_KEY", f"could not read the development secret in {path}")
+
+
+def load_config(environ=None, overrides=None, instance_path: Path = INSTANCE_PATH):
+    """Return the Flask config dict: every SPEC variable parsed, checked and given its default.
+
+    `overrides` (from tests or a caller of `create_app`) win over the environment and are
+    taken as already-typed values.
+    """
+    env = read_environment(environ)
+    overrides = dict(overrides or {})
+    config = {}
+    for name, (default, parser) in SETTINGS.items():
+        if name in overrides:
+            config[name] = overrides.pop(name)
+            continue
+        raw = env.get(name)
+        if raw is None or (raw == "" and default is None):
+            raw = default
+        if raw is None:
+            config[name] = None
+        else:
+            config[name] = parser(name, raw) if parser else raw
+    config.update(overrides)
+
+    app_env = str(config["APP_ENV"]).lower()
+    if app_env not in ("development", "production", "testing"):
+        raise ConfigError("APP_ENV", f"expected development or production, got {app_env!r}")
+    config["APP_ENV"] = app_env
+    production = app_env == "production"
+    config["SECRET_KEY_GENERATED"] = False
+    if production:
+        secret = config["SECRET_KEY"]
+        if not secret or len(secret) < MIN_SECRET_LENGTH or secret.startswith("dev"):
+            raise ConfigError(
+                "SECRET_KEY",
+                f"production needs a random secret of at least {MIN_SECRET_LENGTH} characters "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))')",
+            )
+        if not config["APP_BASE_URL"]:
+            raise ConfigError("APP_BASE_URL", "production needs the public URL of the site")
+        if config["MAIL_SERVER"] and not config["MAIL_DEFAULT_SENDER"]:
+            raise ConfigError("MAIL_DEFAULT_SENDER", "production needs a sender when MAIL_SERVER is set")
+    elif not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = _dev_secret(instance_path)
+        config["SECRET_KEY_GENERATED"] = True
+
+    if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
+        raise ConfigError("MAIL_USE_SSL", "use either MAIL_USE_TLS or MAIL_USE_SSL, not both")
+    if config["REDIS_SENTINELS"] and not config["REDIS_SENTINEL_MASTER"]:
+        raise ConfigError("REDIS_SENTINEL_MASTER", "required when REDIS_SENTINELS is set")
+    if not config["MAIL_DEFAULT_SENDER"]:
+        config["MAIL_DEFAULT_SENDER"] = "noreply@localhost"
+    if config["SESSION_COOKIE_SECURE"] is None:
+        config["SESSION_COOKIE_SECURE"] = production
+    if not config["DATABASE_URL"]:
+        instance_path.mkdir(parents=True, exist_ok=True)
+        config["DATABASE_URL"] = f"sqlite:///{instance_path / 'signup.db'}"
+
+    # Flask and extension settings derived from the SPEC variables.
+    config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"])
+    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
+    config.setdefault("BABEL_DEFAULT_LOCALE", "en")
+    config.setdefault("LANGUAGES", ["en", "tr"])
+    # argon2id at argon2-cffi's defaults; TestConfig lowers these.
+    config.setdefault("ARGON2_TIME_COST", 3)
+    config.setdefault("ARGON2_MEMORY_COST", 65536)
+    config.setdefault("ARGON2_PARALLELISM", 4)
+    config.setdefault("CLAIM_SECONDS", 30)
+    config.setdefault("REDIS_TIMEOUT", 1.0)
+    return config
+
+
+class TestConfig:
+    """Overrides for tests: memory store, cheap hashing, no rate limits, no CSRF by default."""
+
+    values = {
+        "APP_ENV": "testing",
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-for-tests-0123456789",
+        "REDIS_URL": "memory://",
+        "RESEND_COOLDOWN_SECONDS": 0,
+        "RESEND_MAX_PER_HOUR": 1000,
+        "RATELIMIT_ENABLED": False,
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_COST": 1024,
+        "ARGON2_PARALLELISM": 1,
+    }

@@ -1,0 +1,62 @@
+"""Error pages for 400/404/405/413/429/500/503: words, never a traceback."""
+
+import logging
+
+from flask import jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: lambda: _("The request could not be understood. Please go back and try again."),
+    404: lambda: _("There is no page at this address."),
+    405: lambda: _("This page does not accept that kind of request."),
+    413: lambda: _("What you sent is too large."),
+    429: lambda: _("Too many requests. Please wait a little and try again."),
+    500: lambda: _("Something went wrong on our side. Please try again."),
+    503: lambda: _("The service is temporarily unavailable. Please try again shortly."),
+}
+
+
+def render_error(code: int, message: str | None = None, headers=None):
+    """The error page (JSON for /health and /metrics callers)."""
+    message = message or MESSAGES.get(code, MESSAGES[400])()
+    if request.path in ("/health", "/metrics"):
+        return jsonify({"error": message}), code, headers or {}
+    return render_template("errors/error.html", code=code, message=message), code, headers or {}
+
+
+def handle_http(exc: HTTPException):
+    """Any werkzeug HTTP error."""
+    code = exc.code or 500
+    if code >= 500 and code != 503:
+        code = 500
+    headers = {}
+    if code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
+    return render_error(code, headers=headers)
+
+
+def handle_csrf(exc: CSRFError):
+    """A missing or wrong CSRF token: nothing was stored."""
+    return render_error(400, _("This form has expired or was not sent from this site. Please "
+                               "reload the page and try again."))
+
+
+def handle_unexpected(exc: Exception):
+    """Log the failure without request data, and show a page in words."""
+    if isinstance(exc, HTTPException):
+        return handle_http(exc)
+    log.error("unhandled error on %s %s: %s", request.method, request.endpoint,
+              exc.__class__.__name__, exc_info=exc)
+    return render_error(500)
+
+
+def init_app(app) -> None:
+    """Register the handlers."""
+    app.register_error_handler(CSRFError, handle_csrf)
+    app.register_error_handler(HTTPException, handle_http)
+    app.register_error_handler(InternalServerError, handle_http)
+    app.register_error_handler(Exception, handle_unexpected)

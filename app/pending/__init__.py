@@ -1,0 +1,46 @@
+"""The pending-registration store: manager construction from config, and `init_app`."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from ..security import Digester
+from .manager import Limits, PendingRegistrationManager
+from .model import CodeCheck, PendingRegistration, StoreUnavailable
+
+__all__ = ["CodeCheck", "PendingRegistration", "PendingRegistrationManager", "StoreUnavailable",
+           "build_manager", "get_manager", "init_app"]
+
+
+def build_manager(config) -> PendingRegistrationManager:
+    """Pick the backend from REDIS_URL (memory:// or Redis) and build the manager."""
+    primary = None
+    if not config["REDIS_URL"].startswith("memory:"):
+        from .redis_store import RedisStore, build_client
+
+        client = build_client(
+            config["REDIS_URL"], timeout=config["REDIS_TIMEOUT"],
+            sentinels=config["REDIS_SENTINELS"], sentinel_master=config["REDIS_SENTINEL_MASTER"],
+        )
+        primary = RedisStore(client, prefix=config["REDIS_KEY_PREFIX"])
+    limits = Limits(
+        pending_ttl=config["PENDING_TTL_SECONDS"], code_ttl=config["CODE_TTL_SECONDS"],
+        code_max=config["CODE_MAX_ATTEMPTS"], registration_max=config["REGISTRATION_MAX_ATTEMPTS"],
+        cooldown=config["RESEND_COOLDOWN_SECONDS"], per_hour=config["RESEND_MAX_PER_HOUR"],
+        claim_seconds=config["CLAIM_SECONDS"],
+    )
+    digester = Digester(config["SECRET_KEY"], config["SECRET_KEY_FALLBACKS"])
+    return PendingRegistrationManager(primary, digester, limits,
+                                      fallback_enabled=config["PENDING_FALLBACK"])
+
+
+def init_app(app, manager: PendingRegistrationManager | None = None) -> None:
+    """Build (or take) the manager, probe Redis once, and register it on the app."""
+    manager = manager or build_manager(app.config)
+    manager.start()
+    app.extensions["pending"] = manager
+
+
+def get_manager() -> PendingRegistrationManager:
+    """The current app's manager."""
+    return current_app.extensions["pending"]

@@ -1,0 +1,78 @@
+"""The interface every pending-registration backend implements.
+
+Each method is one atomic step. `op_id` makes a step safe to send twice: a backend that sees the
+same op_id again answers what it answered the first time instead of acting again.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from .model import CodeCheck, PendingRegistration
+
+
+class PendingStore(ABC):
+    """Storage for pending registrations, attempt counters and email allowances."""
+
+    name = "abstract"
+
+    @abstractmethod
+    def save(self, reg: PendingRegistration, ttl: int) -> None:
+        """Create or replace the record for reg.address_id; the old link token stops working."""
+
+    @abstractmethod
+    def load(self, address_id: str) -> PendingRegistration | None:
+        """The record, or None when there is none (or it has expired)."""
+
+    @abstractmethod
+    def load_by_token(self, digests: list[str]) -> PendingRegistration | None:
+        """The record a link token points at, without claiming it."""
+
+    @abstractmethod
+    def delete(self, address_id: str) -> bool:
+        """Remove the record and its token lookup; true when something was removed."""
+
+    @abstractmethod
+    def check_code(self, address_id: str, digests: list[str], *, now: float, code_ttl: int,
+                   code_max: int, reg_max: int, window: int, claim_seconds: int,
+                   op_id: str) -> CodeCheck:
+        """Check a code: count a wrong one, enforce the caps, claim the record when right."""
+
+    @abstractmethod
+    def claim_token(self, digests: list[str], *, now: float, claim_seconds: int,
+                    op_id: str) -> CodeCheck:
+        """Claim the record a link token points at (ok, busy or unknown)."""
+
+    @abstractmethod
+    def release(self, address_id: str, op_id: str, *, count_wrong: bool, window: int) -> None:
+        """Drop this op's claim (promotion failed); optionally count a wrong attempt."""
+
+    @abstractmethod
+    def finish(self, address_id: str, op_id: str) -> bool:
+        """Delete the record if this op still holds the claim."""
+
+    @abstractmethod
+    def replace_code(self, address_id: str, code_digest: str, token_digest: str, *,
+                     now: float, ttl: int, op_id: str) -> bool:
+        """Resend: new code and token, TTL reset, per-address counter kept."""
+
+    @abstractmethod
+    def reserve_email(self, address_id: str, *, cooldown: int, per_hour: int,
+                      now: float) -> int:
+        """Take one email from the address's allowance: 0 if allowed, else seconds to wait."""
+
+    @abstractmethod
+    def count(self, now: float) -> int:
+        """Number of live pending registrations, in time independent of that number."""
+
+    @abstractmethod
+    def cleanup(self, now: float) -> int:
+        """Remove expired records and leftover bookkeeping; how many were removed."""
+
+    @abstractmethod
+    def ping(self) -> float:
+        """Round-trip latency in milliseconds (raises StoreUnavailable)."""
+
+    def info(self) -> dict:
+        """Server facts for /health (empty for stores without a server)."""
+        return {}

@@ -1,0 +1,232 @@
+"""PendingRegistrationManager: the one way the web layer touches pending registrations."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from ..security import Digester
+from .base import PendingStore
+from .memory import MemoryStore
+from .model import CodeCheck, PendingRegistration, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Limits:
+    """The numbers of SPEC section 10 that the store enforces."""
+
+    pending_ttl: int = 86400
+    code_ttl: int = 3600
+    code_max: int = 5
+    registration_max: int = 10
+    cooldown: int = 60
+    per_hour: int = 5
+    claim_seconds: int = 30
+
+
+class PendingRegistrationManager:
+    """The seed's eight methods over a primary store (Redis) with an in-memory fallback.
+
+    The fallback is one small state machine: `primary_down` says which store serves, and
+    `_run` is the only place that changes it.
+    """
+
+    def __init__(self, primary: PendingStore | None, digester: Digester, limits: Limits,
+                 *, fallback_enabled: bool = True, clock=time.time):
+        self.primary = primary
+        self.memory = MemoryStore(clock=clock)
+        self.digester = digester
+        self.limits = limits
+        self.fallback_enabled = fallback_enabled
+        self.clock = clock
+        self.primary_down = False
+        self.last_error: str | None = None
+        self._state_lock = threading.Lock()
+
+    # -- fallback state machine -------------------------------------------------------------
+    @property
+    def store(self) -> PendingStore:
+        """The store serving now."""
+        if self.primary is None or self.primary_down:
+            return self.memory
+        return self.primary
+
+    @property
+    def backend(self) -> str:
+        """Name of the store serving now."""
+        return self.store.name
+
+    @property
+    def degraded(self) -> bool:
+        """True while an involuntary fallback is serving from memory."""
+        return self.primary is not None and self.primary_down
+
+    def start(self) -> None:
+        """Probe the primary once at start-up; fall back to memory when it does not answer."""
+        if self.primary is None:
+            return
+        try:
+            self.primary.ping()
+        except StoreUnavailable as exc:
+            if not self.fallback_enabled:
+                log.error("Redis is unreachable and PENDING_FALLBACK is off: %s", exc)
+                self.last_error = str(exc)
+                return
+            self._enter_fallback(exc)
+
+    def _enter_fallback(self, exc: Exception) -> None:
+        with self._state_lock:
+            if self.primary_down:
+                return
+            self.primary_down = True
+            self.last_error = str(exc)
+        # One warning per change of state, not one per request.
+        log.warning("Redis unavailable (%s): pending registrations now kept in memory", exc)
+
+    def _run(self, action):
+        """Run `action(store)`; on a primary outage switch to memory and run it there."""
+        store = self.store
+        try:
+            return action(store)
+        except StoreUnavailable as exc:
+            if store is self.memory or not self.fallback_enabled:
+                self.last_error = str(exc)
+                raise
+            self._enter_fallback(exc)
+            return action(self.memory)
+
+    # -- the seed's methods -------------------------------------------------------------------
+    def address_id(self, email: str) -> str:
+        """Key-name id of a normalised address."""
+        return self.digester.address_id(email)
+
+    def add_registration(self, reg: PendingRegistration) -> None:
+        """Create or replace the pending registration for reg.email (TTL PENDING_TTL_SECONDS)."""
+        reg.address_id = self.address_id(reg.email)
+        self._run(lambda s: s.save(reg, self.limits.pending_ttl))
+
+    def get_registration(self, email: str) -> PendingRegistration | None:
+        """The pending registration or None (it holds only digests of the code and token)."""
+        return self._run(lambda s: s.load(self.address_id(email)))
+
+    def get_registration_by_token(self, token: str) -> PendingRegistration | None:
+        """The pending registration a link token belongs to, or None (changes nothing)."""
+        return self._run(lambda s: s.load_by_token(self.digester.token_digests(token)))
+
+    def remove_registration(self, email: str) -> bool:
+        """Delete the pending registration; true if something was deleted."""
+        return self._run(lambda s: s.delete(self.address_id(email)))
+
+    def verify_and_remove(self, email: str, code: str, promote, *, check=None) -> CodeCheck:
+        """Check the code atomically; promote, and delete the record only if promote returns.
+
+        `check(registration)` (the password, for another browser) runs after a right code and
+        before `promote`; a False counts as a wrong attempt.
+        """
+        address_id = self.address_id(email)
+        op_id = uuid.uuid4().hex
+        lim = self.limits
+        result = self._run(lambda s: s.check_code(
+            address_id, self.digester.code_digests(address_id, code), now=self.clock(),
+            code_ttl=lim.code_ttl, code_max=lim.code_max, reg_max=lim.registration_max,
+            window=lim.pending_ttl, claim_seconds=lim.claim_seconds, op_id=op_id))
+        return self._complete(result, address_id, op_id, promote, check)
+
+    def verify_link_and_remove(self, token: str, promote, *, check=None) -> CodeCheck:
+        """The link path: claim through the token, then promote and delete as for a code."""
+        op_id = uuid.uuid4().hex
+        result = self._run(lambda s: s.claim_token(
+            self.digester.token_digests(token), now=self.clock(),
+            claim_seconds=self.limits.claim_seconds, op_id=op_id))
+        address_id = result.registration.address_id if result.registration else ""
+        return self._complete(result, address_id, op_id, promote, check)
+
+    def _complete(self, result: CodeCheck, address_id, op_id, promote, check) -> CodeCheck:
+        if result.status != "ok":
+            if result.status == "unknown" and self.degraded:
+                # The memory store holds only this process's signups: it cannot say "wrong".
+                return CodeCheck("unavailable")
+            return result
+        reg = result.registration
+        store = self.store
+        if check is not None and not check(reg):
+            store.release(address_id, op_id, count_wrong=True, window=self.limits.pending_ttl)
+            return CodeCheck("wrong_password", registration=reg)
+        try:
+            outcome = promote(reg)
+        except Exception:
+            # The database failed: the record stays and the same code keeps working.
+            try:
+                store.release(address_id, op_id, count_wrong=False, window=0)
+            except StoreUnavailable:
+                log.warning("could not release a claim; it lapses by itself")
+            raise
+        try:
+            store.finish(address_id, op_id)
+        except StoreUnavailable:
+            # The user row is committed; a leftover record is harmless (promotion is
+            # idempotent on the unique email) and expires with its TTL.
+            log.warning("promoted a registration but could not delete its pending record")
+        return CodeCheck("verified", registration=reg, result=outcome)
+
+    def update_verification_code(self, email: str, code: str, token: str) -> bool:
+        """Resend: new code and link, old ones dead, TTL reset, attempt counters kept."""
+        address_id = self.address_id(email)
+        code_digest = self.digester.code_digests(address_id, code)[0]
+        token_digest = self.digester.token_digests(token)[0]
+        op_id = uuid.uuid4().hex
+        return self._run(lambda s: s.replace_code(
+            address_id, code_digest, token_digest, now=self.clock(),
+            ttl=self.limits.pending_ttl, op_id=op_id))
+
+    def reserve_email(self, email: str) -> int:
+        """Take one email from the address's allowance: 0 if allowed, else seconds to wait."""
+        return self._run(lambda s: s.reserve_email(
+            self.address_id(email), cooldown=self.limits.cooldown,
+            per_hour=self.limits.per_hour, now=self.clock()))
+
+    def get_stats(self) -> dict:
+        """Pending counts for operators, by backend, in time independent of their number."""
+        now = self.clock()
+        by_backend = {"memory": self.memory.count(now)}
+        redis_connected = False
+        if self.primary is not None:
+            try:
+                by_backend["redis"] = self.primary.count(now)
+                redis_connected = True
+            except StoreUnavailable:
+                by_backend["redis"] = None
+        return {
+            "total": sum(v for v in by_backend.values() if v),
+            "backend": self.backend,
+            "redis_connected": redis_connected,
+            "by_backend": by_backend,
+        }
+
+    def cleanup_expired(self) -> int:
+        """Remove expired records and leftover bookkeeping from every store; how many."""
+        removed = self.memory.cleanup(self.clock())
+        if self.primary is not None:
+            try:
+                removed += self.primary.cleanup(self.clock())
+            except StoreUnavailable as exc:
+                log.warning("cleanup skipped Redis: %s", exc)
+        return removed
+
+    def health_check(self) -> dict:
+        """Backend in use, whether Redis answers, its latency and the facts /health shows."""
+        if self.primary is None:
+            return {"backend": "memory", "redis": {"status": "disabled"}}
+        try:
+            latency = self.primary.ping()
+            facts = self.primary.info()
+        except StoreUnavailable as exc:
+            self.last_error = str(exc)
+            return {"backend": self.backend, "redis": {"status": "unhealthy"}}
+        return {"backend": self.backend,
+                "redis": {"status": "healthy", **facts, "latency_ms": round(latency, 3)}}

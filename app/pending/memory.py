@@ -1,0 +1,221 @@
+"""Thread-safe in-memory pending store with TTLs: for development, tests and the fallback."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from dataclasses import replace
+
+from .base import PendingStore
+from .model import CodeCheck, PendingRegistration
+
+OP_MEMORY_SECONDS = 120
+
+
+class _Expiring(dict):
+    """A dict of key -> (value, expires_at) that hides and drops expired entries."""
+
+    def get_live(self, key, now):
+        item = self.get(key)
+        if item is None:
+            return None
+        if item[1] <= now:
+            del self[key]
+            return None
+        return item[0]
+
+
+class MemoryStore(PendingStore):
+    """Every operation under one lock; expiry checked on access and swept by `cleanup`."""
+
+    name = "memory"
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.records: _Expiring = _Expiring()
+        self.tokens: _Expiring = _Expiring()
+        self.attempts: _Expiring = _Expiring()
+        self.ops: _Expiring = _Expiring()
+        self.cooldowns: _Expiring = _Expiring()
+        self.hourly: _Expiring = _Expiring()
+        # (expires_at, address_id) in expiry order, so cleanup touches only what has expired.
+        self.expiry_heap: list[tuple[float, str]] = []
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _count_wrong(self, address_id, now, window):
+        count = (self.attempts.get_live(address_id, now) or 0) + 1
+        expires = self.attempts[address_id][1] if count > 1 else now + window
+        self.attempts[address_id] = (count, expires)
+        return count
+
+    def _remember(self, op_id, result, now):
+        self.ops[op_id] = (result, now + OP_MEMORY_SECONDS)
+        return result
+
+    # -- interface ---------------------------------------------------------------------------
+    def save(self, reg, ttl):
+        with self.lock:
+            now = self.clock()
+            old = self.records.get_live(reg.address_id, now)
+            if old is not None:
+                self.tokens.pop(old.token_digest, None)
+            expires = now + ttl
+            stored = replace(reg, expires_at=expires)
+            self.records[reg.address_id] = (stored, expires)
+            self.tokens[reg.token_digest] = (reg.address_id, expires)
+            heapq.heappush(self.expiry_heap, (expires, reg.address_id))
+
+    def load(self, address_id):
+        with self.lock:
+            reg = self.records.get_live(address_id, self.clock())
+            return replace(reg) if reg else None
+
+    def load_by_token(self, digests):
+        with self.lock:
+            now = self.clock()
+            for digest in digests:
+                address_id = self.tokens.get_live(digest, now)
+                reg = self.records.get_live(address_id, now) if address_id else None
+                if reg is not None and reg.token_digest == digest:
+                    return replace(reg)
+            return None
+
+    def delete(self, address_id):
+        with self.lock:
+            item = self.records.pop(address_id, None)
+            if item is None:
+                return False
+            self.tokens.pop(item[0].token_digest, None)
+            return item[1] > self.clock()
+
+    def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
+                   claim_seconds, op_id):
+        with self.lock:
+            previous = self.ops.get_live(op_id, now)
+            if previous is not None:
+                return previous
+            used = self.attempts.get_live(address_id, now) or 0
+            if used >= reg_max:
+                retry = int(self.attempts[address_id][1] - now) + 1
+                return self._remember(op_id, CodeCheck("locked", retry_after=retry), now)
+            reg = self.records.get_live(address_id, now)
+            if reg is None:
+                self._count_wrong(address_id, now, window)
+                return self._remember(op_id, CodeCheck("unknown"), now)
+            claim = getattr(reg, "_claim", None)
+            if claim and claim[1] > now and claim[0] != op_id:
+                return self._remember(op_id, CodeCheck("busy"), now)
+            if reg.code_attempts >= code_max:
+                return self._remember(op_id, CodeCheck("code_dead"), now)
+            if reg.code_issued_at + code_ttl < now:
+                return self._remember(op_id, CodeCheck("expired"), now)
+            if reg.code_digest in digests:
+                reg._claim = (op_id, now + claim_seconds)
+                return self._remember(op_id, CodeCheck("ok", registration=replace(reg)), now)
+            reg.code_attempts += 1
+            used = self._count_wrong(address_id, now, window)
+            left = max(0, min(code_max - reg.code_attempts, reg_max - used))
+            return self._remember(op_id, CodeCheck("wrong", attempts_left=left), now)
+
+    def claim_token(self, digests, *, now, claim_seconds, op_id):
+        with self.lock:
+            previous = self.ops.get_live(op_id, now)
+            if previous is not None:
+                return previous
+            for digest in digests:
+                address_id = self.tokens.get_live(digest, now)
+                reg = self.records.get_live(address_id, now) if address_id else None
+                if reg is None or reg.token_digest != digest:
+                    continue
+                claim = getattr(reg, "_claim", None)
+                if claim and claim[1] > now and claim[0] != op_id:
+                    return self._remember(op_id, CodeCheck("busy"), now)
+                reg._claim = (op_id, now + claim_seconds)
+                return self._remember(op_id, CodeCheck("ok", registration=replace(reg)), now)
+            return self._remember(op_id, CodeCheck("unknown"), now)
+
+    def release(self, address_id, op_id, *, count_wrong, window):
+        with self.lock:
+            now = self.clock()
+            if self.ops.get_live(op_id + ":release", now):
+                return
+            self.ops[op_id + ":release"] = (True, now + OP_MEMORY_SECONDS)
+            reg = self.records.get_live(address_id, now)
+            if reg is None or getattr(reg, "_claim", (None,))[0] != op_id:
+                return
+            reg._claim = None
+            if count_wrong:
+                reg.code_attempts += 1
+                self._count_wrong(address_id, now, window)
+
+    def finish(self, address_id, op_id):
+        with self.lock:
+            reg = self.records.get_live(address_id, self.clock())
+            if reg is None or getattr(reg, "_claim", (None,))[0] != op_id:
+                return False
+            return self.delete(address_id)
+
+    def replace_code(self, address_id, code_digest, token_digest, *, now, ttl, op_id):
+        with self.lock:
+            previous = self.ops.get_live(op_id, now)
+            if previous is not None:
+                return previous
+            reg = self.records.get_live(address_id, now)
+            if reg is None:
+                return self._remember(op_id, False, now)
+            self.tokens.pop(reg.token_digest, None)
+            expires = now + ttl
+            reg.code_digest, reg.token_digest = code_digest, token_digest
+            reg.code_issued_at = reg.updated_at = now
+            reg.code_attempts = 0  # per issued code; the per-address counter is kept
+            reg.expires_at = expires
+            self.records[address_id] = (reg, expires)
+            self.tokens[token_digest] = (address_id, expires)
+            heapq.heappush(self.expiry_heap, (expires, address_id))
+            return self._remember(op_id, True, now)
+
+    def reserve_email(self, address_id, *, cooldown, per_hour, now):
+        with self.lock:
+            if cooldown > 0 and self.cooldowns.get_live(address_id, now):
+                return max(1, int(self.cooldowns[address_id][1] - now + 0.999))
+            sent = self.hourly.get_live(address_id, now) or 0
+            if sent >= per_hour:
+                return max(1, int(self.hourly[address_id][1] - now + 0.999))
+            if cooldown > 0:
+                self.cooldowns[address_id] = (True, now + cooldown)
+            expires = self.hourly[address_id][1] if sent else now + 3600
+            self.hourly[address_id] = (sent + 1, expires)
+            return 0
+
+    def count(self, now):
+        with self.lock:
+            # len() is O(1); expired-but-unswept records are few because cleanup runs often.
+            return len(self.records)
+
+    def cleanup(self, now=None):
+        with self.lock:
+            now = self.clock() if now is None else now
+            removed = 0
+            while self.expiry_heap and self.expiry_heap[0][0] <= now:
+                expires, address_id = heapq.heappop(self.expiry_heap)
+                item = self.records.get(address_id)
+                # A stale heap entry (the record was renewed or replaced) is skipped.
+                if item is not None and item[1] <= now:
+                    del self.records[address_id]
+                    self.tokens.pop(item[0].token_digest, None)
+                    removed += 1
+            for table in (self.tokens, self.attempts, self.ops, self.cooldowns, self.hourly):
+                for key in [k for k, (_, exp) in table.items() if exp <= now]:
+                    del table[key]
+            return removed
+
+    def ping(self):
+        return 0.0
+
+    def all_records(self):
+        """Every live record with its remaining TTL (for moving them into Redis)."""
+        with self.lock:
+            now = self.clock()
+            return [(replace(r), exp - now) for r, exp in self.records.values() if exp > now]

@@ -1,0 +1,200 @@
+"""Redis pending store: one hash per registration with a native TTL, Lua for check-and-change."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from .base import PendingStore
+from .model import CodeCheck, PendingRegistration, StoreUnavailable
+
+SCRIPTS_DIR = Path(__file__).parent / "scripts"
+SCRIPT_NAMES = ("save", "check_code", "claim_token", "release", "finish", "replace_code",
+                "reserve_email")
+# Replies that mean "Redis cannot serve now" rather than "this code has a bug".
+OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN")
+INFO_FIELDS = ("connected_clients", "used_memory_human", "uptime_in_seconds")
+
+
+def build_client(url: str, *, timeout: float = 1.0, sentinels=None, sentinel_master=None):
+    """One Redis client (and its connection pool) with explicit timeouts and a bounded retry."""
+    # redis-py's defaults changed across versions (no timeouts before 8.0): set every limit.
+    options = dict(
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 2),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        health_check_interval=15,
+    )
+    if sentinels:
+        sentinel = Sentinel(sentinels, socket_connect_timeout=timeout, socket_timeout=timeout)
+        return sentinel.master_for(sentinel_master, **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def _translate_errors(method):
+    """Turn every Redis outage into StoreUnavailable, the one error the manager handles."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                redis.exceptions.ReadOnlyError) as exc:
+            raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
+        except redis.exceptions.ResponseError as exc:
+            if str(exc).startswith(OUTAGE_REPLIES):
+                raise StoreUnavailable(f"redis: {exc}") from exc
+            raise
+
+    return wrapper
+
+
+class RedisStore(PendingStore):
+    """Keys: <prefix>pending:<id> (hash), token:<digest>, attempts:<id>, index, op:<id>, mail:*."""
+
+    name = "redis"
+
+    def __init__(self, client: redis.Redis, prefix: str = "signup:"):
+        self.client = client
+        self.prefix = prefix
+        # register_script sends EVALSHA and loads the script only when Redis does not know it.
+        self.scripts = {
+            name: client.register_script((SCRIPTS_DIR / f"{name}.lua").read_text())
+            for name in SCRIPT_NAMES
+        }
+
+    def key(self, *parts: str) -> str:
+        """Every key name goes through here, so all of them share the prefix."""
+        return self.prefix + ":".join(parts)
+
+    @property
+    def index_key(self):
+        """Sorted set of address ids scored by expiry: O(log n) counting."""
+        return self.key("index")
+
+    @_translate_errors
+    def save(self, reg, ttl):
+        expires = time.time() + ttl
+        mapping = PendingRegistration.to_mapping(reg)
+        mapping["expires_at"] = str(expires)
+        flat = [item for pair in mapping.items() for item in pair]
+        self.scripts["save"](
+            keys=[self.key("pending", reg.address_id), self.index_key,
+                  self.key("token", reg.token_digest)],
+            args=[int(ttl * 1000), expires, reg.address_id, self.key("token", "")] + flat,
+        )
+
+    @_translate_errors
+    def load(self, address_id):
+        mapping = self.client.hgetall(self.key("pending", address_id))
+        return PendingRegistration.from_mapping(mapping) if mapping else None
+
+    @_translate_errors
+    def load_by_token(self, digests):
+        for digest in digests:
+            address_id = self.client.get(self.key("token", digest))
+            if address_id:
+                reg = self.load(address_id.decode())
+                if reg is not None and reg.token_digest == digest:
+                    return reg
+        return None
+
+    @_translate_errors
+    def delete(self, address_id):
+        key = self.key("pending", address_id)
+        token = self.client.hget(key, "token_digest")
+        pipe = self.client.pipeline(transaction=True)
+        if token:
+            pipe.delete(self.key("token", token.decode()))
+        pipe.delete(key)
+        pipe.zrem(self.index_key, address_id)
+        return bool(pipe.execute()[-2])
+
+    @staticmethod
+    def _decode(raw) -> CodeCheck:
+        data = json.loads(raw)
+        record = data.get("record")
+        reg = None
+        if record:
+            reg = PendingRegistration.from_mapping(dict(zip(record[::2], record[1::2])))
+        return CodeCheck(data["status"], registration=reg,
+                         attempts_left=data.get("attempts_left"),
+                         retry_after=data.get("retry_after"))
+
+    @_translate_errors
+    def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
+                   claim_seconds, op_id):
+        raw = self.scripts["check_code"](
+            keys=[self.key("pending", address_id), self.key("attempts", address_id),
+                  self.key("op", op_id)],
+            args=[now, code_ttl, code_max, reg_max, window, claim_seconds, op_id, *digests],
+        )
+        return self._decode(raw)
+
+    @_translate_errors
+    def claim_token(self, digests, *, now, claim_seconds, op_id):
+        raw = self.scripts["claim_token"](
+            keys=[self.key("op", op_id)], args=[now, claim_seconds, op_id, self.prefix, *digests]
+        )
+        return self._decode(raw)
+
+    @_translate_errors
+    def release(self, address_id, op_id, *, count_wrong, window):
+        self.scripts["release"](
+            keys=[self.key("pending", address_id), self.key("attempts", address_id),
+                  self.key("op", op_id, "release")],
+            args=[op_id, 1 if count_wrong else 0, window],
+        )
+
+    @_translate_errors
+    def finish(self, address_id, op_id):
+        return bool(self.scripts["finish"](
+            keys=[self.key("pending", address_id), self.index_key],
+            args=[op_id, address_id, self.key("token", "")],
+        ))
+
+    @_translate_errors
+    def replace_code(self, address_id, code_digest, token_digest, *, now, ttl, op_id):
+        expires = now + ttl
+        return bool(self.scripts["replace_code"](
+            keys=[self.key("pending", address_id), self.index_key,
+                  self.key("token", token_digest), self.key("op", op_id)],
+            args=[int(ttl * 1000), expires, address_id, self.key("token", ""), code_digest,
+                  token_digest, now],
+        ))
+
+    @_translate_errors
+    def reserve_email(self, address_id, *, cooldown, per_hour, now):
+        return int(self.scripts["reserve_email"](
+            keys=[self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id)],
+            args=[cooldown, per_hour],
+        ))
+
+    @_translate_errors
+    def count(self, now):
+        return int(self.client.zcount(self.index_key, now, "+inf"))
+
+    @_translate_errors
+    def cleanup(self, now=None):
+        # Redis expires the records themselves; what is left is their index entries.
+        now = time.time() if now is None else now
+        return int(self.client.zremrangebyscore(self.index_key, "-inf", now))
+
+    @_translate_errors
+    def ping(self):
+        started = time.perf_counter()
+        self.client.ping()
+        return (time.perf_counter() - started) * 1000
+
+    @_translate_errors
+    def info(self):
+        info = self.client.info()
+        return {name: info.get(name) for name in INFO_FIELDS}

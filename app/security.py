@@ -1,0 +1,127 @@
+"""Codes, link tokens, keyed digests, password hashing and password rules."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+import re
+import secrets
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+CODE_DIGITS = 6
+TOKEN_BYTES = 32  # 256 bits of randomness, well above the 128 the spec asks for
+COMMON_PASSWORDS_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
+# Spaces and dashes people type while copying "123 456" or "123-456".
+CODE_SEPARATORS = re.compile(r"[ \-]")
+ASCII_CODE = re.compile(r"^[0-9]{6}$")
+
+
+def new_code() -> str:
+    """A uniformly random 6-digit code from the OS's CSPRNG."""
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def new_link_token() -> str:
+    """A URL-safe link token with 256 bits of randomness."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def normalise_code(raw: str) -> str | None:
+    """Strip spaces and dashes; return the code if it is exactly 6 ASCII digits, else None."""
+    if not isinstance(raw, str):
+        return None
+    candidate = CODE_SEPARATORS.sub("", raw.strip())
+    # str.isdigit() accepts full-width and other Unicode digits; the regex only ASCII ones.
+    return candidate if ASCII_CODE.match(candidate) else None
+
+
+class Digester:
+    """HMAC-SHA256 digests keyed by the app's secret (and its fallbacks, for key rotation)."""
+
+    def __init__(self, secret: str, fallbacks=()):
+        self.keys = [self._derive(secret)] + [self._derive(k) for k in fallbacks]
+
+    @staticmethod
+    def _derive(secret: str) -> bytes:
+        # A dedicated sub-key, so these digests never equal anything Flask signs with the secret.
+        return hmac.new(secret.encode(), b"signup-digest-v1", hashlib.sha256).digest()
+
+    @staticmethod
+    def _digest(key: bytes, purpose: str, value: str) -> str:
+        return hmac.new(key, f"{purpose}\x00{value}".encode(), hashlib.sha256).hexdigest()
+
+    def address_id(self, email: str) -> str:
+        """The key-name id of a normalised address (addresses never appear in key names)."""
+        return self._digest(self.keys[0], "address", email)[:32]
+
+    def code_digests(self, address_id: str, code: str) -> list[str]:
+        """Digests of a code under every key; the first is the one to store."""
+        return [self._digest(k, "code:" + address_id, code) for k in self.keys]
+
+    def token_digests(self, token: str) -> list[str]:
+        """Digests of a link token under every key; the first is the one to store."""
+        return [self._digest(k, "token", token) for k in self.keys]
+
+
+class Passwords:
+    """argon2id hashing with the configured cost, and the signup password rules."""
+
+    def __init__(self, time_cost=3, memory_cost=65536, parallelism=4, min_length=8):
+        self.hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
+        )
+        self.min_length = min_length
+        # Verifying against this keeps "no such user" as slow as a wrong password.
+        self.dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        """Hash a password with argon2id."""
+        return self.hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when `password` matches; spends the same time when there is no hash."""
+        try:
+            return self.hasher.verify(password_hash or self.dummy_hash, password) and bool(
+                password_hash
+            )
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def problems(self, password: str, email: str = "") -> list[str]:
+        """Reasons the password is refused at signup (empty when it is acceptable)."""
+        if len(password) < self.min_length:
+            return [f"Use at least {self.min_length} characters."]
+        if len(password) > 128:
+            return ["Use at most 128 characters."]
+        lowered = password.lower()
+        local = email.split("@", 1)[0].lower() if email else ""
+        if email and lowered in (email.lower(), local):
+            return ["Don't use your email address as your password."]
+        if lowered in common_passwords():
+            return ["This password is too common: it is on lists that attackers try first."]
+        return []
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """The bundled list of common passwords (Django's, from Royce Williams' list; see NOTICE)."""
+    with gzip.open(COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as handle:
+        return frozenset(line.strip().lower() for line in handle if line.strip())
+
+
+def has_forbidden_characters(text: str) -> bool:
+    """True when text holds control, format or line/paragraph separator characters."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") for ch in text)
+
+
+def mask_email(email: str) -> str:
+    """Show enough of an address to recognise it: `al***@example.com`."""
+    local, _, domain = email.partition("@")
+    visible = local[:2] if len(local) > 3 else local[:1]
+    return f"{visible}{'*' * 3}@{domain}"

@@ -1,0 +1,71 @@
+"""Sign in, sign out and the account page."""
+
+from flask import Blueprint, flash, redirect, render_template, session, url_for
+from flask_babel import gettext as _
+
+from .. import accounts
+from ..extensions import db
+from ..forms import LoginForm, LogoutForm
+from ..models import User
+from . import render_form, unavailable
+
+bp = Blueprint("account", __name__)
+
+
+def sign_in(user: User) -> None:
+    """Start a fresh session for the user (nothing from before sign-in is carried over)."""
+    lang = session.get("lang")
+    session.clear()
+    session["user_id"] = user.id
+    if lang:
+        session["lang"] = lang
+
+
+def current_user() -> User | None:
+    """The signed-in user, or None."""
+    user_id = session.get("user_id")
+    if not isinstance(user_id, int):
+        return None
+    try:
+        return db.session.get(User, user_id)
+    except Exception:  # a database outage on a read: treat as signed out
+        db.session.rollback()
+        return None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in with a verified account."""
+    form = LoginForm()
+    if not form.validate_on_submit():
+        return render_form("account/login.html", 400 if form.is_submitted() else 200, form=form)
+    try:
+        user = accounts.authenticate(form.email.normalised, form.password.data)
+    except accounts.DatabaseUnavailable:
+        return unavailable("account/login.html", form)
+    if user is None:
+        form.form_errors.append(_("That email and password do not match an account. If you "
+                                  "signed up recently, verify your address first."))
+        return render_form("account/login.html", 400, form=form)
+    sign_in(user)
+    return redirect(url_for("account.account"), 303)
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    """GET shows a sign-out button; POST signs out."""
+    form = LogoutForm()
+    if form.validate_on_submit():
+        session.clear()
+        flash(_("You are signed out."), "info")
+        return redirect(url_for("main.index"), 303)
+    return render_form("account/logout.html", 400 if form.is_submitted() else 200, form=form)
+
+
+@bp.get("/account")
+def account():
+    """The signed-in user's page."""
+    user = current_user()
+    if user is None:
+        return redirect(url_for("account.login"))
+    return render_template("account/account.html", user=user)

@@ -1,0 +1,38 @@
+"""Resend a new code and link."""
+
+from flask import Blueprint, flash, redirect, session, url_for
+from flask_babel import gettext as _
+
+from .. import accounts
+from ..forms import ResendForm
+from ..pending import StoreUnavailable
+from . import render_form, unavailable
+
+bp = Blueprint("resend", __name__)
+TEMPLATE = "resend/resend.html"
+
+
+@bp.route("/resend", methods=["GET", "POST"])
+def resend():
+    """Issue a new code and link; the answer never tells whether a registration exists."""
+    form = ResendForm()
+    if not form.is_submitted():
+        form.email.data = session.get("last_email")
+    if not form.validate_on_submit():
+        return render_form(TEMPLATE, 400 if form.is_submitted() else 200, form=form)
+    email = form.email.normalised
+    try:
+        outcome = accounts.resend(email)
+    except StoreUnavailable:
+        return unavailable(TEMPLATE, form)
+    if outcome.retry_after:
+        form.email.errors.append(_("You can ask for a new code in %(seconds)d seconds.",
+                                   seconds=outcome.retry_after))
+        return render_form(TEMPLATE, 429, {"Retry-After": str(outcome.retry_after)}, form=form,
+                           retry_after=outcome.retry_after)
+    session["last_email"] = email
+    if outcome.email_sent:
+        flash(_("If a registration is waiting for this address, we've sent a new code."), "info")
+    else:
+        flash(_("We could not send the email just now. Please try again in a moment."), "error")
+    return redirect(url_for("verify.verify"), 303)

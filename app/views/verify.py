@@ -1,0 +1,118 @@
+"""Verification by code (`/verify`) and by the emailed link (`/verify/<token>`)."""
+
+from flask import Blueprint, current_app, flash, redirect, session, url_for
+from flask_babel import gettext as _
+
+from .. import accounts
+from ..forms import LinkForm, VerifyForm
+from ..pending import StoreUnavailable, get_manager
+from . import masked, render_form, unavailable
+from .account import sign_in
+
+bp = Blueprint("verify", __name__)
+CODE_TEMPLATE = "verify/verify.html"
+LINK_TEMPLATE = "verify/link.html"
+INVALID_LINK_TEMPLATE = "verify/link_invalid.html"
+NO_REFERRER = {"Referrer-Policy": "no-referrer"}
+
+
+def _code_page_context(email):
+    cfg = current_app.config
+    return {"masked_email": masked(email), "code_minutes": cfg["CODE_TTL_SECONDS"] // 60,
+            "same_browser": bool(email) and session.get("signup_email") == email}
+
+
+def _finish(result, form, template, headers=None, **context):
+    """Turn a CodeCheck into the response the person sees."""
+    headers = dict(headers or {})
+    if result.status == "verified":
+        user = result.result
+        if getattr(user, "already_verified", False):
+            form.form_errors.append(_("This address is already verified. Please sign in."))
+            return render_form(template, 409, headers, form=form, **context)
+        sign_in(user)
+        flash(_("Your address is verified. Welcome!"), "success")
+        return redirect(url_for("account.account"), 303)
+    status, message, field = 400, None, getattr(form, "code", None)
+    if result.status in ("wrong", "unknown", "expired"):
+        message = _("That code is not right (or has expired).")
+        if context.get("same_browser") and result.status == "wrong" and result.attempts_left is not None:
+            message += " " + _("Attempts left: %(n)d.", n=result.attempts_left)
+    elif result.status == "wrong_password":
+        field = form.password
+        message = _("That is not the password chosen at signup. Enter it to finish on this "
+                    "device, or use the browser you signed up with.")
+    elif result.status == "code_dead":
+        message = _("This code was tried too many times. Ask for a new code.")
+    elif result.status == "locked":
+        status = 429
+        headers["Retry-After"] = str(result.retry_after or 60)
+        message = _("Too many wrong codes for this address. You can try again in "
+                    "%(minutes)d minutes.", minutes=max(1, (result.retry_after or 60) // 60))
+    elif result.status == "busy":
+        status = 409
+        message = _("This registration is being verified right now. Wait a moment and sign in.")
+    elif result.status == "unavailable":
+        return unavailable(template, form, **context)
+    if field is None:
+        form.form_errors.append(message)
+    else:
+        field.errors = list(field.errors) + [message]
+    return render_form(template, status, headers, form=form, offer_resend=True, **context)
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+def verify():
+    """Code entry: the signing-up browser needs only the code, any other also the password."""
+    form = VerifyForm()
+    if not form.is_submitted():
+        form.email.data = session.get("last_email")
+    email = getattr(form.email, "normalised", None) or form.email.data
+    if not form.validate_on_submit():
+        context = _code_page_context(session.get("last_email") if not form.is_submitted()
+                                     else email)
+        return render_form(CODE_TEMPLATE, 400 if form.is_submitted() else 200, form=form,
+                           **context)
+    email = form.email.normalised
+    context = _code_page_context(email)
+    same_browser = context["same_browser"]
+    if not same_browser and not form.password.data:
+        form.password.errors = [_("Enter the password you chose at signup: this browser is not "
+                                  "the one that signed up.")]
+        return render_form(CODE_TEMPLATE, 400, form=form, **context)
+    try:
+        result = accounts.verify_code(email, form.normalised_code,
+                                      signup_email=session.get("signup_email"),
+                                      password=form.password.data or None)
+    except (StoreUnavailable, accounts.DatabaseUnavailable):
+        return unavailable(CODE_TEMPLATE, form, **context)
+    return _finish(result, form, CODE_TEMPLATE, **context)
+
+
+@bp.route("/verify/<token>", methods=["GET", "POST"])
+def link(token):
+    """The emailed link: GET shows a confirm button and changes nothing; POST verifies."""
+    form = LinkForm()
+    try:
+        reg = get_manager().get_registration_by_token(token) if len(token) <= 128 else None
+    except StoreUnavailable:
+        return unavailable(LINK_TEMPLATE, form, masked_email=None, same_browser=True)
+    if reg is None:
+        return render_form(INVALID_LINK_TEMPLATE, 404, NO_REFERRER)
+    same_browser = session.get("signup_email") == reg.email
+    context = {"masked_email": masked(reg.email), "same_browser": same_browser, "token": token}
+    if not form.validate_on_submit():
+        status = 400 if form.is_submitted() else 200
+        return render_form(LINK_TEMPLATE, status, NO_REFERRER, form=form, **context)
+    if not same_browser and not form.password.data:
+        form.password.errors = [_("Enter the password you chose at signup: this browser is not "
+                                  "the one that signed up.")]
+        return render_form(LINK_TEMPLATE, 400, NO_REFERRER, form=form, **context)
+    try:
+        result = accounts.verify_link(token, signup_email=session.get("signup_email"),
+                                      password=form.password.data or None)
+    except (StoreUnavailable, accounts.DatabaseUnavailable):
+        return unavailable(LINK_TEMPLATE, form, **context)
+    if result.status == "unknown":
+        return render_form(INVALID_LINK_TEMPLATE, 404, NO_REFERRER)
+    return _finish(result, form, LINK_TEMPLATE, headers=NO_REFERRER, **context)
