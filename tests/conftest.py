@@ -1,0 +1,170 @@
+"""Shared fixtures: real redis-server and SMTP server, app factory, client, SignupActions."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from flask import request
+
+from app import create_app
+from app.config import TestConfig
+
+from .helpers import RedisServer, SmtpServer, code_from, csrf_token, link_from, path_of, require
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A redis-server the tests start on a free port (skipped, or failed in CI, without one)."""
+    if not shutil.which("redis-server"):
+        require("REQUIRE_REDIS", "redis-server is not installed")
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The test redis-server's URL, emptied before each test (it is ours, not the shared one)."""
+    redis_server.client().flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    """An aiosmtpd server in this process."""
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server):
+    """The SMTP server with an empty mailbox."""
+    smtp_server.clear()
+    return smtp_server
+
+
+@pytest.fixture
+def server_errors():
+    """Every 500 answered by apps made in this test; the test fails if there is one."""
+    errors: list[tuple[str, int]] = []
+    yield errors
+    assert not errors, f"requests answered 500: {errors}"
+
+
+@pytest.fixture
+def make_app(tmp_path, smtp, server_errors):
+    """Build an app with the test config, its own SQLite file and the test SMTP server."""
+    created = []
+
+    def factory(**overrides):
+        database = overrides.pop("DATABASE_URL", f"sqlite:///{tmp_path}/users-{len(created)}.db")
+        config = {**TestConfig.values, "DATABASE_URL": database,
+                  "SQLALCHEMY_DATABASE_URI": database, "MAIL_SERVER": "127.0.0.1",
+                  "MAIL_PORT": smtp.port, "MAIL_TIMEOUT": 5, **overrides}
+        app = create_app(config)
+
+        @app.after_request
+        def _watch(response):
+            if response.status_code == 500:
+                server_errors.append((request.path, response.status_code))
+            return response
+
+        created.append(app)
+        return app
+
+    yield factory
+    for app in created:
+        with app.app_context():
+            from app.extensions import db
+
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    """The app on the memory store."""
+    return make_app()
+
+
+@pytest.fixture
+def redis_app(make_app, redis_url):
+    """The app on the test redis-server."""
+    return make_app(REDIS_URL=redis_url)
+
+
+@pytest.fixture
+def client(app):
+    """A test client (one browser)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """A CLI runner."""
+    return app.test_cli_runner()
+
+
+class SignupActions:
+    """What a person does, through a test client, reading CSRF tokens from the pages."""
+
+    def __init__(self, client, smtp):
+        self.client = client
+        self.smtp = smtp
+
+    def post(self, path, data, form_path=None):
+        """GET the form page for its CSRF token, then POST."""
+        page = self.client.get(form_path or path)
+        return self.client.post(path, data={**data, "csrf_token": csrf_token(page.text)})
+
+    def signup(self, email, password=PASSWORD, confirm=None, name=""):
+        """Fill in the signup form."""
+        return self.post("/signup", {"email": email, "password": password,
+                                     "confirm": password if confirm is None else confirm,
+                                     "name": name})
+
+    def verify(self, email, code, password=None):
+        """Fill in the code form."""
+        data = {"email": email, "code": code}
+        if password is not None:
+            data["password"] = password
+        return self.post("/verify", data)
+
+    def resend(self, email):
+        """Ask for a new code."""
+        return self.post("/resend", {"email": email})
+
+    def open_link(self, link):
+        """GET the emailed link (what a mail scanner does too)."""
+        return self.client.get(path_of(link))
+
+    def confirm_link(self, link, password=None):
+        """Press the confirm button on the link page."""
+        data = {} if password is None else {"password": password}
+        return self.post(path_of(link), data)
+
+    def login(self, email, password=PASSWORD):
+        """Sign in."""
+        return self.post("/login", {"email": email, "password": password})
+
+    def email_to(self, address, count=1):
+        """The newest email to `address`, waiting for the `count`-th."""
+        return self.smtp.wait_for(address, count)
+
+    def code_for(self, address, count=1):
+        """The code in the newest email to `address`."""
+        return code_from(self.email_to(address, count))
+
+    def link_for(self, address, count=1):
+        """The link in the newest email to `address`."""
+        return link_from(self.email_to(address, count))
+
+
+@pytest.fixture
+def actions(client, smtp):
+    """SignupActions for the `client` browser."""
+    return SignupActions(client, smtp)
