@@ -2,6 +2,10 @@
 
 import os
 
+from gunicorn.glogging import Logger
+
+from app.redaction import redact
+
 bind = f"127.0.0.1:{os.environ.get('PORT', '5000')}"
 # One worker by default: the in-memory fallback belongs to one process, so several workers
 # need Redis. Set WEB_CONCURRENCY when Redis is in place; threads keep one worker responsive.
@@ -11,3 +15,15 @@ timeout = 30
 graceful_timeout = 10
 accesslog = "-"
 errorlog = "-"
+
+
+class RedactingLogger(Logger):
+    """The access log with link tokens replaced: `/verify/<token>` is written `/verify/…`."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {key: redact(value) if isinstance(value, str) else value
+                for key, value in atoms.items()}
+
+
+logger_class = RedactingLogger

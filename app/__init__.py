@@ -11,6 +11,7 @@ from . import mail as mail_module
 from . import models, pending
 from .config import INSTANCE_PATH, PROJECT_ROOT, load_config
 from .extensions import babel, csrf, db, mail
+from .redaction import RedactingFilter
 from .security import Passwords
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ def configure_logging(app: Flask) -> None:
     if not root.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(RedactingFilter())
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     if app.config.get("SECRET_KEY_GENERATED"):
@@ -97,7 +99,12 @@ def register_commands(app: Flask) -> None:
 
 
 def register_hooks(app: Flask) -> None:
-    """Security headers on every response."""
+    """Security headers on every response; client IP and scheme from trusted proxies only."""
     from .headers import init_app
 
     init_app(app)
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
