@@ -143,7 +143,7 @@ class MemoryStore(PendingStore):
                 return
             self.ops[op_id + ":release"] = (True, now + OP_MEMORY_SECONDS)
             reg = self.records.get_live(address_id, now)
-            if reg is None or getattr(reg, "_claim", (None,))[0] != op_id:
+            if reg is None or (getattr(reg, "_claim", None) or (None,))[0] != op_id:
                 return
             reg._claim = None
             if count_wrong:
@@ -153,7 +153,7 @@ class MemoryStore(PendingStore):
     def finish(self, address_id, op_id):
         with self.lock:
             reg = self.records.get_live(address_id, self.clock())
-            if reg is None or getattr(reg, "_claim", (None,))[0] != op_id:
+            if reg is None or (getattr(reg, "_claim", None) or (None,))[0] != op_id:
                 return False
             return self.delete(address_id)
 
@@ -189,23 +189,29 @@ class MemoryStore(PendingStore):
             self.hourly[address_id] = (sent + 1, expires)
             return 0
 
+    def _drop_expired_records(self, now):
+        """Pop expired heap entries and their records: amortised O(1) per record."""
+        removed = 0
+        while self.expiry_heap and self.expiry_heap[0][0] <= now:
+            expires, address_id = heapq.heappop(self.expiry_heap)
+            item = self.records.get(address_id)
+            # A stale heap entry (the record was renewed or replaced) is skipped.
+            if item is not None and item[1] <= now:
+                del self.records[address_id]
+                self.tokens.pop(item[0].token_digest, None)
+                removed += 1
+        return removed
+
     def count(self, now):
         with self.lock:
-            # len() is O(1); expired-but-unswept records are few because cleanup runs often.
+            # Expired records are dropped first (only those, in expiry order), then len() is O(1).
+            self._drop_expired_records(now)
             return len(self.records)
 
     def cleanup(self, now=None):
         with self.lock:
             now = self.clock() if now is None else now
-            removed = 0
-            while self.expiry_heap and self.expiry_heap[0][0] <= now:
-                expires, address_id = heapq.heappop(self.expiry_heap)
-                item = self.records.get(address_id)
-                # A stale heap entry (the record was renewed or replaced) is skipped.
-                if item is not None and item[1] <= now:
-                    del self.records[address_id]
-                    self.tokens.pop(item[0].token_digest, None)
-                    removed += 1
+            removed = self._drop_expired_records(now)
             for table in (self.tokens, self.attempts, self.ops, self.cooldowns, self.hourly):
                 for key in [k for k, (_, exp) in table.items() if exp <= now]:
                     del table[key]

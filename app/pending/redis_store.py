@@ -196,5 +196,9 @@ class RedisStore(PendingStore):
 
     @_translate_errors
     def info(self):
-        info = self.client.info()
+        try:
+            info = self.client.info()
+        except redis.exceptions.ResponseError:
+            # An ACL user may be denied INFO: /health then shows the latency alone.
+            return {}
         return {name: info.get(name) for name in INFO_FIELDS}

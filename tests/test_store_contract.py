@@ -1,0 +1,723 @@
+"""Contract tests: PendingRegistrationManager behaves the same on memory, fakeredis and Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import asdict, replace
+
+import fakeredis
+import pytest
+
+from app.pending.manager import Limits, PendingRegistrationManager
+from app.pending.memory import MemoryStore
+from app.pending.model import PendingRegistration
+from app.pending.redis_store import SCRIPT_NAMES, RedisStore, build_client
+from app.security import Digester, Passwords, new_link_token
+
+from .helpers import free_port
+
+SECRET = "test-secret-for-the-store-contract"
+PREFIX = "signup:"
+PASSWORD = "correct horse battery staple"
+CODE = "482915"
+OTHER_CODE = "730164"
+WRONG_CODE = "000111"
+PENDING_TTL_SECONDS = 86400  # the configured default (SPEC section 10)
+# Small numbers so the caps are reached in a few calls.
+SMALL_LIMITS = dict(pending_ttl=PENDING_TTL_SECONDS, code_ttl=600, code_max=3,
+                    registration_max=6, cooldown=30, per_hour=3, claim_seconds=5)
+
+BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("fakeredis", id="fakeredis"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
+
+
+# -- fixtures and helpers ---------------------------------------------------------------------
+class Clock:
+    """Real time plus an offset the test can move forward (keeps Redis TTLs consistent)."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass for everything that reads this clock."""
+        self.offset += seconds
+
+
+class Backend:
+    """One backend under test: builds managers and stores sharing a clock and a digester."""
+
+    def __init__(self, kind: str, client=None):
+        self.kind = kind
+        self.client = client  # a raw Redis(-like) client, None for memory
+        self.clock = Clock()
+        self.digester = Digester(SECRET)
+
+    @property
+    def is_redis(self) -> bool:
+        """True for fakeredis and real Redis."""
+        return self.client is not None
+
+    def store(self):
+        """A bare store for store-level tests."""
+        if self.is_redis:
+            return RedisStore(self.client, prefix=PREFIX)
+        return MemoryStore(clock=self.clock)
+
+    def manager(self, **limits) -> PendingRegistrationManager:
+        """A manager on this backend, with SMALL_LIMITS overridden by `limits`."""
+        primary = RedisStore(self.client, prefix=PREFIX) if self.is_redis else None
+        return PendingRegistrationManager(primary, self.digester,
+                                          Limits(**{**SMALL_LIMITS, **limits}), clock=self.clock)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each backend in turn: memory, fakeredis (own server), the test redis-server."""
+    client = None
+    if request.param == "fakeredis":
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    elif request.param == "redis":
+        client = build_client(request.getfixturevalue("redis_url"))
+    yield Backend(request.param, client)
+    if client is not None:
+        client.close()
+
+
+@pytest.fixture
+def manager(backend):
+    """A manager on the current backend with SMALL_LIMITS."""
+    return backend.manager()
+
+
+@pytest.fixture
+def real(redis_url):
+    """The real redis-server only (layout checks)."""
+    client = build_client(redis_url)
+    yield Backend("redis", client)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def password_hash():
+    """An argon2 hash of PASSWORD (cheap parameters: only its plaintext matters here)."""
+    return Passwords(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+
+
+def new_registration(manager, email, code=CODE, token=None, *, password_hash="hash", name=""):
+    """A registration built as the signup view builds it (digests only), not yet stored."""
+    token = token or new_link_token()
+    now = manager.clock()
+    address_id = manager.address_id(email)
+    return PendingRegistration(
+        email=email, password_hash=password_hash, name=name,
+        code_digest=manager.digester.code_digests(address_id, code)[0],
+        token_digest=manager.digester.token_digests(token)[0],
+        code_issued_at=now, created_at=now, updated_at=now,
+        expires_at=now + manager.limits.pending_ttl,
+    )
+
+
+def register(manager, email, code=CODE, token=None, **kwargs):
+    """Store a registration through the manager; returns the link token used."""
+    token = token or new_link_token()
+    manager.add_registration(new_registration(manager, email, code, token, **kwargs))
+    return token
+
+
+class Promoter:
+    """A promote callable that records its calls (and can sleep or fail)."""
+
+    def __init__(self, delay: float = 0.0, error: Exception | None = None):
+        self.calls: list[PendingRegistration] = []
+        self.delay = delay
+        self.error = error
+        self.lock = threading.Lock()
+
+    def __call__(self, reg):
+        with self.lock:
+            self.calls.append(reg)
+        if self.delay:
+            time.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        return f"user:{reg.email}"
+
+
+def wrong(manager, email, code=WRONG_CODE):
+    """One verification attempt that must not reach promote."""
+    promote = Promoter()
+    result = manager.verify_and_remove(email, code, promote)
+    assert not promote.calls
+    return result
+
+
+def token_lookups(backend, manager) -> int:
+    """How many token lookup entries the backend holds (leftovers show up here)."""
+    if backend.is_redis:
+        return len(list(backend.client.scan_iter(match=PREFIX + "token:*", count=500)))
+    return len(manager.memory.tokens)
+
+
+def dump_redis(client) -> dict[str, str]:
+    """Every key (found with SCAN) and its value, read according to its TYPE, as text."""
+    out = {}
+    for key in client.scan_iter(count=500):
+        kind = client.type(key).decode()
+        if kind == "string":
+            value = client.get(key)
+        elif kind == "hash":
+            value = client.hgetall(key)
+        elif kind == "zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            value = client.smembers(key)
+        elif kind == "list":
+            value = client.lrange(key, 0, -1)
+        else:
+            value = f"<{kind}>"
+        out[key.decode()] = repr(value)
+    return out
+
+
+# -- records ----------------------------------------------------------------------------------
+class TestRecords:
+    """add / get / remove / get by token."""
+
+    def test_add_and_get_hold_only_digests(self, manager):
+        """The stored record has digests of the code and token, never the values themselves."""
+        token = register(manager, "ada@example.com", CODE, name="Ada")
+        reg = manager.get_registration("ada@example.com")
+        assert reg is not None and reg.email == "ada@example.com" and reg.name == "Ada"
+        aid = manager.address_id("ada@example.com")
+        assert reg.address_id == aid
+        assert reg.code_digest == manager.digester.code_digests(aid, CODE)[0]
+        assert reg.token_digest == manager.digester.token_digests(token)[0]
+        for field, value in asdict(reg).items():
+            assert CODE not in str(value), f"code in clear in {field}"
+            assert token not in str(value), f"token in clear in {field}"
+        assert manager.get_registration("nobody@example.com") is None
+
+    def test_readd_replaces_code_and_link(self, backend, manager):
+        """Adding again replaces the record: the old code and link die, the new ones work."""
+        old_token = register(manager, "ada@example.com", CODE)
+        new_token = register(manager, "ada@example.com", OTHER_CODE)
+        assert token_lookups(backend, manager) == 1  # the old lookup went with the old record
+        assert manager.get_registration_by_token(old_token) is None
+        assert manager.verify_link_and_remove(old_token, Promoter()).status == "unknown"
+        assert wrong(manager, "ada@example.com", CODE).status == "wrong"
+        assert manager.get_registration_by_token(new_token).email == "ada@example.com"
+        promote = Promoter()
+        assert manager.verify_and_remove("ada@example.com", OTHER_CODE, promote).status == \
+            "verified"
+        assert len(promote.calls) == 1
+
+    def test_remove_returns_true_then_false(self, backend, manager):
+        """remove_registration says whether it removed something; the link dies with it."""
+        token = register(manager, "ada@example.com")
+        assert manager.remove_registration("ada@example.com") is True
+        assert token_lookups(backend, manager) == 0
+        assert manager.remove_registration("ada@example.com") is False
+        assert manager.get_registration("ada@example.com") is None
+        assert manager.get_registration_by_token(token) is None
+
+    def test_get_registration_by_token(self, manager):
+        """A token finds its registration without claiming or changing it; others find none."""
+        token = register(manager, "ada@example.com")
+        register(manager, "bob@example.com")
+        reg = manager.get_registration_by_token(token)
+        assert reg is not None and reg.email == "ada@example.com"
+        assert manager.get_registration_by_token(token).email == "ada@example.com"
+        assert manager.get_registration_by_token(new_link_token()) is None
+        # Looking it up did not claim it: the code still verifies at once.
+        assert manager.verify_and_remove("ada@example.com", CODE, Promoter()).status == \
+            "verified"
+        assert manager.get_registration_by_token(token) is None
+
+
+# -- verification by code ---------------------------------------------------------------------
+class TestVerifyCode:
+    """verify_and_remove: promotion, attempt counting, caps, expiry, failures."""
+
+    def test_right_code_promotes_once_and_removes(self, manager):
+        """The right code calls promote exactly once with the registration, then removes it."""
+        register(manager, "ada@example.com", name="Ada")
+        promote = Promoter()
+        result = manager.verify_and_remove("ada@example.com", CODE, promote)
+        assert result.status == "verified" and result.result == "user:ada@example.com"
+        assert len(promote.calls) == 1
+        assert promote.calls[0].email == "ada@example.com" and promote.calls[0].name == "Ada"
+        assert manager.get_registration("ada@example.com") is None
+        again = Promoter()
+        assert manager.verify_and_remove("ada@example.com", CODE, again).status == "unknown"
+        assert not again.calls
+
+    def test_wrong_code_counts_down(self, manager):
+        """Each wrong code is counted: attempts_left goes 2, 1, 0 with CODE_MAX_ATTEMPTS=3."""
+        register(manager, "ada@example.com")
+        left = [wrong(manager, "ada@example.com") for _ in range(3)]
+        assert [r.status for r in left] == ["wrong"] * 3
+        assert [r.attempts_left for r in left] == [2, 1, 0]
+        assert manager.get_registration("ada@example.com").code_attempts == 3
+
+    def test_per_code_cap_kills_the_code(self, manager):
+        """After CODE_MAX_ATTEMPTS wrong codes even the right code is refused (code_dead)."""
+        register(manager, "ada@example.com")
+        for _ in range(3):
+            wrong(manager, "ada@example.com")
+        assert wrong(manager, "ada@example.com", CODE).status == "code_dead"
+        assert wrong(manager, "ada@example.com").status == "code_dead"
+        assert manager.get_registration("ada@example.com") is not None
+
+    def test_resend_fresh_code_allowance_but_address_cap_survives(self, manager):
+        """A resend resets the per-code count; the per-address count survives resends and
+        re-adds until the address is locked, even for the right code."""
+        email = "ada@example.com"  # code_max 3, registration_max 6
+        register(manager, email)
+        assert [wrong(manager, email).attempts_left for _ in range(3)] == [2, 1, 0]
+        assert wrong(manager, email, CODE).status == "code_dead"
+        assert manager.update_verification_code(email, OTHER_CODE, new_link_token()) is True
+        assert manager.get_registration(email).code_attempts == 0
+        first = wrong(manager, email)
+        assert first.status == "wrong" and first.attempts_left == 2  # min(3-1, 6-4)
+        assert wrong(manager, email).attempts_left == 1  # address: 5 of 6 used
+        register(manager, email, CODE)  # a fresh signup keeps the address counter
+        assert wrong(manager, email).attempts_left == 0  # address: 6 of 6 used
+        promote = Promoter()
+        locked = manager.verify_and_remove(email, CODE, promote)
+        assert locked.status == "locked" and locked.retry_after > 0
+        assert not promote.calls
+        assert manager.get_registration(email) is not None
+
+    def test_unknown_address_counts_towards_the_address_cap(self, manager):
+        """Guessing at an address with no registration counts like a wrong code."""
+        email = "ada@example.com"
+        assert [wrong(manager, email).status for _ in range(6)] == ["unknown"] * 6
+        register(manager, email)
+        result = wrong(manager, email, CODE)
+        assert result.status == "locked" and result.retry_after > 0
+
+    def test_expired_code(self, backend, manager):
+        """A code older than CODE_TTL_SECONDS is refused as expired, without promoting."""
+        register(manager, "ada@example.com")
+        backend.clock.advance(manager.limits.code_ttl + 1)
+        assert wrong(manager, "ada@example.com", CODE).status == "expired"
+        assert manager.get_registration("ada@example.com") is not None
+        manager.update_verification_code("ada@example.com", OTHER_CODE, new_link_token())
+        assert manager.verify_and_remove("ada@example.com", OTHER_CODE, Promoter()).status == \
+            "verified"
+
+    def test_promote_failure_keeps_record_and_code(self, backend):
+        """promote raising propagates; the record stays, no attempt counted, the code works."""
+        manager = backend.manager(code_max=5, registration_max=3)
+        register(manager, "ada@example.com")
+        failing = Promoter(error=RuntimeError("database is down"))
+        with pytest.raises(RuntimeError, match="database is down"):
+            manager.verify_and_remove("ada@example.com", CODE, failing)
+        assert len(failing.calls) == 1
+        reg = manager.get_registration("ada@example.com")
+        assert reg is not None and reg.code_attempts == 0
+        # No attempt counted on either counter: the next wrong code leaves min(5-1, 3-1) = 2.
+        assert wrong(manager, "ada@example.com").attempts_left == 2
+        promote = Promoter()
+        assert manager.verify_and_remove("ada@example.com", CODE, promote).status == "verified"
+        assert len(promote.calls) == 1
+        assert manager.get_registration("ada@example.com") is None
+
+    def test_check_false_is_wrong_password_and_counts(self, backend):
+        """A failing `check` answers wrong_password, counts an attempt, and releases the claim."""
+        manager = backend.manager(code_max=5, registration_max=3)
+        register(manager, "ada@example.com")
+        promote = Promoter()
+        result = manager.verify_and_remove("ada@example.com", CODE, promote,
+                                           check=lambda reg: False)
+        assert result.status == "wrong_password" and not promote.calls
+        assert manager.get_registration("ada@example.com").code_attempts == 1
+        # Both counters moved: min(5-2, 3-2) = 1 (per-code alone would leave 3, per-address 2).
+        assert wrong(manager, "ada@example.com").attempts_left == 1
+        ok = manager.verify_and_remove("ada@example.com", CODE, promote, check=lambda r: True)
+        assert ok.status == "verified" and len(promote.calls) == 1
+
+    def test_update_unknown_address_is_false(self, manager):
+        """A resend for an address with no registration changes nothing and says so."""
+        assert manager.update_verification_code("nobody@example.com", CODE,
+                                                new_link_token()) is False
+        assert manager.get_registration("nobody@example.com") is None
+
+
+# -- verification by link ---------------------------------------------------------------------
+class TestVerifyLink:
+    """verify_link_and_remove: the same claim/promote/delete sequence through the token."""
+
+    def test_right_token_works_once(self, manager):
+        """The link promotes once and removes the record; a second use finds nothing."""
+        token = register(manager, "ada@example.com")
+        promote = Promoter()
+        result = manager.verify_link_and_remove(token, promote)
+        assert result.status == "verified" and len(promote.calls) == 1
+        assert promote.calls[0].email == "ada@example.com"
+        assert manager.get_registration("ada@example.com") is None
+        assert manager.verify_link_and_remove(token, promote).status == "unknown"
+        assert len(promote.calls) == 1
+
+    def test_unknown_token(self, manager):
+        """A token nobody was sent is unknown and promotes nothing."""
+        register(manager, "ada@example.com")
+        promote = Promoter()
+        assert manager.verify_link_and_remove(new_link_token(), promote).status == "unknown"
+        assert not promote.calls
+
+    def test_old_token_dead_after_resend(self, manager):
+        """After update_verification_code the old link is dead and the new one works."""
+        old = register(manager, "ada@example.com")
+        new = new_link_token()
+        assert manager.update_verification_code("ada@example.com", OTHER_CODE, new)
+        promote = Promoter()
+        assert manager.verify_link_and_remove(old, promote).status == "unknown"
+        assert manager.get_registration_by_token(old) is None
+        assert manager.verify_link_and_remove(new, promote).status == "verified"
+        assert len(promote.calls) == 1
+
+    def test_link_failures_keep_the_record(self, manager):
+        """Through the link too: promote failing keeps the record; a failing check counts."""
+        token = register(manager, "ada@example.com")
+        with pytest.raises(RuntimeError):
+            manager.verify_link_and_remove(token, Promoter(error=RuntimeError("db down")))
+        assert manager.get_registration("ada@example.com").code_attempts == 0
+        result = manager.verify_link_and_remove(token, Promoter(), check=lambda r: False)
+        assert result.status == "wrong_password"
+        assert manager.get_registration("ada@example.com").code_attempts == 1
+        assert manager.verify_link_and_remove(token, Promoter()).status == "verified"
+
+
+# -- concurrency ------------------------------------------------------------------------------
+class TestConcurrency:
+    """Concurrent verifications of the same registration."""
+
+    @pytest.mark.parametrize("path", ["code", "link"])
+    def test_exactly_one_promote(self, backend, path):
+        """20 threads with the right code (or link) at once: exactly one reaches promote."""
+        manager = backend.manager(registration_max=1000)  # late "unknown"s must not lock
+        token = register(manager, "ada@example.com")
+        promote = Promoter(delay=0.05)
+        barrier = threading.Barrier(20)
+        statuses: list[str] = []
+        errors: list[BaseException] = []
+
+        def attempt():
+            try:
+                barrier.wait(5)
+                if path == "code":
+                    result = manager.verify_and_remove("ada@example.com", CODE, promote)
+                else:
+                    result = manager.verify_link_and_remove(token, promote)
+                statuses.append(result.status)
+            except BaseException as exc:  # surfaced below, not lost in the thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=attempt) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert not errors, errors
+        assert len(promote.calls) == 1
+        assert statuses.count("verified") == 1
+        assert set(statuses) - {"verified"} <= {"busy", "unknown"}, statuses
+        assert len(statuses) == 20
+        assert manager.get_registration("ada@example.com") is None
+
+
+# -- email allowance --------------------------------------------------------------------------
+class TestReserveEmail:
+    """reserve_email: cooldown and hourly cap per address."""
+
+    def test_cooldown(self, backend):
+        """Within the cooldown the answer is the seconds to wait; other addresses are free."""
+        manager = backend.manager(cooldown=30, per_hour=10)
+        assert manager.reserve_email("ada@example.com") == 0
+        wait = manager.reserve_email("ada@example.com")
+        assert 0 < wait <= 30
+        assert manager.reserve_email("bob@example.com") == 0
+        if backend.kind == "memory":  # Redis cooldowns are native TTLs: no clock to move
+            backend.clock.advance(31)
+            assert manager.reserve_email("ada@example.com") == 0
+
+    def test_hourly_cap(self, backend):
+        """After RESEND_MAX_PER_HOUR emails the answer is the seconds until the hour ends."""
+        manager = backend.manager(cooldown=0, per_hour=2)
+        assert manager.reserve_email("ada@example.com") == 0
+        assert manager.reserve_email("ada@example.com") == 0
+        wait = manager.reserve_email("ada@example.com")
+        assert 0 < wait <= 3600
+        assert manager.reserve_email("bob@example.com") == 0
+
+
+# -- stats, cleanup, health -------------------------------------------------------------------
+class TestOperations:
+    """get_stats, cleanup_expired and health_check."""
+
+    def test_get_stats(self, backend, manager):
+        """Totals and per-backend counts follow adds and removes."""
+        assert manager.get_stats()["total"] == 0
+        register(manager, "ada@example.com")
+        register(manager, "bob@example.com")
+        register(manager, "bob@example.com")  # a replacement is still one registration
+        stats = manager.get_stats()
+        assert stats["total"] == 2 and stats["backend"] == backend.kind.replace("fake", "")
+        assert stats["by_backend"][stats["backend"]] == 2
+        if backend.is_redis:
+            assert stats["redis_connected"] is True and stats["by_backend"]["memory"] == 0
+        else:
+            assert stats["by_backend"] == {"memory": 2} and stats["redis_connected"] is False
+        manager.remove_registration("ada@example.com")
+        assert manager.get_stats()["total"] == 1
+
+    def test_stats_ignore_expired(self, backend):
+        """An expired registration is no longer counted as pending."""
+        manager = backend.manager(pending_ttl=1)
+        register(manager, "old@example.com")
+        manager.limits = replace(manager.limits, pending_ttl=PENDING_TTL_SECONDS)
+        register(manager, "new@example.com")
+        assert manager.get_stats()["total"] == 2
+        backend.clock.advance(2)  # counts are taken at the manager's clock, on every backend
+        stats = manager.get_stats()
+        assert stats["total"] == 1 and stats["by_backend"][stats["backend"]] == 1
+
+    def test_cleanup_expired(self, backend):
+        """Expired records disappear; cleanup_expired removes them (or their index entries)."""
+        manager = backend.manager(pending_ttl=1)
+        register(manager, "old@example.com")
+        if backend.is_redis:
+            time.sleep(1.2)  # native TTLs: real time has to pass
+        else:
+            backend.clock.advance(2)
+        manager.limits = replace(manager.limits, pending_ttl=PENDING_TTL_SECONDS)
+        register(manager, "new@example.com")  # must survive the cleanup
+        assert manager.cleanup_expired() == 1
+        assert manager.cleanup_expired() == 0
+        assert manager.get_registration("old@example.com") is None
+        assert manager.get_stats()["total"] == 1
+        assert manager.get_registration("new@example.com") is not None
+        if backend.is_redis:
+            index = backend.client.zrange(PREFIX + "index", 0, -1)
+            assert index == [manager.address_id("new@example.com").encode()]
+        else:
+            assert len(manager.memory.records) == 1 and len(manager.memory.tokens) == 1
+
+    def test_health_check(self, backend, manager):
+        """Memory: Redis disabled; Redis: healthy, with latency and the server facts."""
+        if backend.kind == "fakeredis":
+            pytest.skip("fakeredis does not implement INFO")
+        health = manager.health_check()
+        if not backend.is_redis:
+            assert health == {"backend": "memory", "redis": {"status": "disabled"}}
+            return
+        assert health["backend"] == "redis"
+        redis_facts = health["redis"]
+        assert redis_facts["status"] == "healthy"
+        assert isinstance(redis_facts["latency_ms"], float) and redis_facts["latency_ms"] >= 0
+        for name in ("connected_clients", "used_memory_human", "uptime_in_seconds"):
+            assert name in redis_facts
+        if backend.kind == "redis":
+            assert redis_facts["connected_clients"] >= 1
+            assert redis_facts["used_memory_human"]
+            assert redis_facts["uptime_in_seconds"] >= 0
+
+
+# -- Redis layout (real Redis only) -----------------------------------------------------------
+@pytest.mark.redis
+class TestRedisLayout:
+    """What lands in Redis: key names, types, TTLs, no secrets in clear, scripts by SHA."""
+
+    def exercise(self, manager, password_hash):
+        """Use every script once; returns the codes and tokens that were ever valid."""
+        email = "layout.person@example.com"
+        token = register(manager, email, CODE, password_hash=password_hash)
+        new_token = new_link_token()
+        wrong(manager, email)
+        manager.update_verification_code(email, OTHER_CODE, new_token)
+        manager.verify_and_remove(email, OTHER_CODE, Promoter(), check=lambda r: False)
+        manager.reserve_email(email)
+        register(manager, "other.person@example.com", CODE, password_hash=password_hash)
+        kept = register(manager, "kept.person@example.com", CODE, password_hash=password_hash)
+        manager.verify_link_and_remove(new_token, Promoter())
+        return [CODE, OTHER_CODE, token, new_token, kept]
+
+    def test_only_hashes_under_pending_and_no_addresses_in_key_names(self, real,
+                                                                     password_hash):
+        """signup:pending:* holds only hashes named by digest; no key name holds an address."""
+        manager = real.manager()
+        self.exercise(manager, password_hash)
+        keys = [k.decode() for k in real.client.scan_iter(count=500)]
+        assert keys and all(k.startswith(PREFIX) for k in keys)
+        pending = [k for k in real.client.scan_iter(match=PREFIX + "pending:*", count=500)]
+        assert len(pending) == 2
+        for key in pending:
+            assert real.client.type(key) == b"hash"
+        expected = {PREFIX + "pending:" + manager.address_id(e) for e in
+                    ("other.person@example.com", "kept.person@example.com")}
+        assert {k.decode() for k in pending} == expected
+        for key in keys:
+            for part in ("layout.person", "other.person", "kept.person", "example.com", "@"):
+                assert part not in key, f"address part {part!r} in key name {key!r}"
+
+    def test_pending_ttl_and_resend_reset(self, real):
+        """The pending hash lives PENDING_TTL_SECONDS; a resend resets the TTL."""
+        manager = real.manager()
+        register(manager, "ada@example.com")
+        key = PREFIX + "pending:" + manager.address_id("ada@example.com")
+        assert PENDING_TTL_SECONDS - 5 <= real.client.ttl(key) <= PENDING_TTL_SECONDS
+        real.client.expire(key, 100)
+        new_token = new_link_token()
+        assert manager.update_verification_code("ada@example.com", OTHER_CODE, new_token)
+        assert PENDING_TTL_SECONDS - 5 <= real.client.ttl(key) <= PENDING_TTL_SECONDS
+        # The old token's lookup key is gone; the new one lives as long as the record.
+        token_keys = list(real.client.scan_iter(match=PREFIX + "token:*", count=500))
+        assert token_keys == [
+            (PREFIX + "token:" + manager.digester.token_digests(new_token)[0]).encode()]
+        assert PENDING_TTL_SECONDS - 5 <= real.client.ttl(token_keys[0]) <= PENDING_TTL_SECONDS
+
+    def test_no_plaintext_secrets(self, real, password_hash):
+        """No code, link token or password appears in any key name or value."""
+        manager = real.manager()
+        secrets_used = self.exercise(manager, password_hash) + [PASSWORD]
+        dump = dump_redis(real.client)
+        assert dump
+        assert any(password_hash in value for value in dump.values())  # the dump is complete
+        for key, value in dump.items():
+            for secret in secrets_used:
+                assert secret not in key, f"secret in key name {key!r}"
+                assert secret not in value, f"secret in the value of {key!r}"
+
+    def test_scripts_loaded_by_sha_and_keys_never_used(self, real, password_hash):
+        """After use every Lua script is known to Redis by SHA; KEYS was never sent."""
+        real.client.script_flush()
+        real.client.config_resetstat()
+        manager = real.manager()
+        shas = [manager.primary.scripts[name].sha for name in SCRIPT_NAMES]
+        assert real.client.script_exists(*shas) == [False] * len(shas)
+        self.exercise(manager, password_hash)
+        manager.get_stats()
+        manager.cleanup_expired()
+        manager.health_check()
+        assert real.client.script_exists(*shas) == [True] * len(shas)
+        stats = real.client.info("commandstats")
+        assert "cmdstat_keys" not in stats
+        assert "cmdstat_evalsha" in stats
+
+
+# -- fallback ---------------------------------------------------------------------------------
+class TestFallback:
+    """Start-up with Redis unreachable."""
+
+    def test_unreachable_redis_at_startup_serves_from_memory(self):
+        """start() falls back to memory (degraded) and the methods keep working."""
+        client = build_client(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+        manager = PendingRegistrationManager(RedisStore(client, prefix=PREFIX),
+                                             Digester(SECRET), Limits(**SMALL_LIMITS))
+        try:
+            manager.start()
+            assert manager.backend == "memory" and manager.degraded is True
+            token = register(manager, "ada@example.com")
+            assert manager.get_registration("ada@example.com").email == "ada@example.com"
+            assert manager.get_registration_by_token(token).email == "ada@example.com"
+            assert wrong(manager, "ada@example.com").status == "wrong"
+            # The memory store cannot tell "no such registration" while degraded.
+            assert wrong(manager, "nobody@example.com").status == "unavailable"
+            promote = Promoter()
+            result = manager.verify_and_remove("ada@example.com", CODE, promote)
+            assert result.status == "verified" and len(promote.calls) == 1
+            assert manager.get_registration("ada@example.com") is None
+            health = manager.health_check()
+            assert health["backend"] == "memory" and health["redis"]["status"] == "unhealthy"
+        finally:
+            client.close()
+
+
+# -- store level ------------------------------------------------------------------------------
+class TestStoreRetrySafety:
+    """A step sent twice (a retry after a lost reply) acts once."""
+
+    def stored(self, backend, store, email="ada@example.com"):
+        """Save a registration directly in `store`; returns its address id."""
+        reg = new_registration(backend.manager(), email, CODE)
+        reg.address_id = backend.digester.address_id(email)
+        store.save(reg, PENDING_TTL_SECONDS)
+        return reg.address_id
+
+    def check(self, backend, store, aid, code, op_id, now=None):
+        """One check_code call with SMALL_LIMITS."""
+        return store.check_code(
+            aid, backend.digester.code_digests(aid, code),
+            now=backend.clock() if now is None else now, code_ttl=600, code_max=3,
+            reg_max=6, window=PENDING_TTL_SECONDS, claim_seconds=5, op_id=op_id)
+
+    def test_check_code_same_op_counts_once(self, backend):
+        """check_code twice with one op_id counts one wrong attempt and answers the same."""
+        store = backend.store()
+        aid = self.stored(backend, store)
+        first = self.check(backend, store, aid, WRONG_CODE, "op-1")
+        again = self.check(backend, store, aid, WRONG_CODE, "op-1")
+        assert first.status == again.status == "wrong"
+        assert first.attempts_left == again.attempts_left == 2
+        assert store.load(aid).code_attempts == 1
+        assert self.check(backend, store, aid, WRONG_CODE, "op-2").attempts_left == 1
+        if backend.is_redis:
+            assert backend.client.get(PREFIX + "attempts:" + aid) == b"2"
+
+    def test_release_same_op_counts_once(self, backend):
+        """release(count_wrong=True) sent twice counts one attempt."""
+        store = backend.store()
+        aid = self.stored(backend, store)
+        assert self.check(backend, store, aid, CODE, "op-1").status == "ok"
+        store.release(aid, "op-1", count_wrong=True, window=PENDING_TTL_SECONDS)
+        store.release(aid, "op-1", count_wrong=True, window=PENDING_TTL_SECONDS)
+        assert store.load(aid).code_attempts == 1
+
+    def test_replace_code_same_op(self, backend):
+        """replace_code sent twice with one op_id answers the same both times."""
+        store = backend.store()
+        aid = self.stored(backend, store)
+        digest = backend.digester.code_digests(aid, OTHER_CODE)[0]
+        token_digest = backend.digester.token_digests(new_link_token())[0]
+        for _ in range(2):
+            assert store.replace_code(aid, digest, token_digest, now=backend.clock(),
+                                      ttl=PENDING_TTL_SECONDS, op_id="op-r") is True
+        assert store.load(aid).code_digest == digest
+        assert store.replace_code("0" * 32, digest, token_digest, now=backend.clock(),
+                                  ttl=PENDING_TTL_SECONDS, op_id="op-x") is False
+
+    def test_stale_claim_cannot_finish_after_release(self, backend):
+        """A claim that lapsed and was taken over and released cannot delete the record."""
+        store = backend.store()
+        aid = self.stored(backend, store)
+        start = backend.clock()
+        assert self.check(backend, store, aid, CODE, "op-a", now=start).status == "ok"
+        assert self.check(backend, store, aid, CODE, "op-b", now=start + 1).status == "busy"
+        taken = self.check(backend, store, aid, CODE, "op-c", now=start + 6)
+        assert taken.status == "ok"  # op-a's 5 s claim lapsed
+        store.release(aid, "op-c", count_wrong=False, window=0)
+        assert store.finish(aid, "op-a") is False
+        store.release(aid, "op-a", count_wrong=False, window=0)
+        assert store.load(aid) is not None
+        fresh = self.check(backend, store, aid, CODE, uuid.uuid4().hex, now=start + 7)
+        assert fresh.status == "ok"
+
+
+def test_from_mapping_round_trip():
+    """A record survives the flattening into a Redis hash and back."""
+    reg = PendingRegistration(email="ada@example.com", password_hash="h", code_digest="c",
+                              token_digest="t", code_issued_at=1.5, created_at=2.0,
+                              updated_at=3.25, expires_at=4.0, name="Ada", locale="fr",
+                              code_attempts=2, address_id="a" * 32)
+    mapping = {k.encode(): v.encode() for k, v in reg.to_mapping().items()}
+    mapping[b"claim_op"] = b"bookkeeping"
+    assert PendingRegistration.from_mapping(mapping) == replace(reg)
