@@ -8,7 +8,7 @@ import time
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from .extensions import db
 from .pending import PendingRegistration, StoreUnavailable, get_manager
@@ -19,6 +19,7 @@ pending_cli = AppGroup("pending", help="Inspect and tidy pending registrations."
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db():
     """Create the users table if it does not exist."""
     db.create_all()
@@ -47,6 +48,7 @@ def pending_cleanup():
 
 
 @click.command("check-redis")
+@with_appcontext
 def check_redis():
     """Run the eight connection checks against the configured Redis (keys under selftest:)."""
     config = current_app.config

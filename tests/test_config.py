@@ -1,0 +1,258 @@
+"""`app.config.load_config`: SPEC section 10 defaults, parsing, and the production checks."""
+
+from __future__ import annotations
+
+import pytest
+
+import app.config as config_module
+from app.config import ConfigError, load_config, read_environment
+
+GOOD_SECRET = "k" * 48
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": GOOD_SECRET,
+              "APP_BASE_URL": "https://signup.example.com"}
+
+
+SPEC_DEFAULTS = {
+    "APP_ENV": "development",
+    "APP_BASE_URL": None,
+    "SECRET_KEY_FALLBACKS": [],
+    "REDIS_URL": "redis://localhost:6379/0",
+    "REDIS_SENTINELS": [],
+    "REDIS_SENTINEL_MASTER": None,
+    "REDIS_KEY_PREFIX": "signup:",
+    "PENDING_FALLBACK": True,
+    "MAIL_SERVER": None,
+    "MAIL_PORT": 25,
+    "MAIL_USE_TLS": False,
+    "MAIL_USE_SSL": False,
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    "MAIL_DEFAULT_SENDER": "noreply@localhost",
+    "MAIL_TIMEOUT": 10,
+    "PENDING_TTL_SECONDS": 86400,
+    "CODE_TTL_SECONDS": 3600,
+    "CODE_MAX_ATTEMPTS": 5,
+    "REGISTRATION_MAX_ATTEMPTS": 10,
+    "RESEND_COOLDOWN_SECONDS": 60,
+    "RESEND_MAX_PER_HOUR": 5,
+    "PASSWORD_MIN_LENGTH": 8,
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_SIGNUP": "20/minute",
+    "RATELIMIT_VERIFY": "30 per 5 minutes",
+    "RATELIMIT_RESEND": "10/hour",
+    "RATELIMIT_LOGIN": "10/minute",
+    "TRUSTED_PROXIES": 0,
+    "SESSION_COOKIE_SECURE": False,
+    "HEALTH_TOKEN": None,
+    "MAX_CONTENT_LENGTH": 65536,
+}
+
+
+@pytest.fixture(autouse=True)
+def no_project_dotenv(tmp_path, monkeypatch):
+    """Read `.env` from an empty project root, so a developer's own `.env` changes nothing."""
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.setattr(config_module, "PROJECT_ROOT", root)
+    return root
+
+
+@pytest.fixture
+def instance(tmp_path):
+    """An empty instance folder."""
+    path = tmp_path / "instance"
+    path.mkdir()
+    return path
+
+
+def load(instance, **environ):
+    """load_config with exactly these environment variables."""
+    return load_config(environ=environ, instance_path=instance)
+
+
+def test_defaults_match_the_spec(instance):
+    """With an empty environment every variable has the SPEC section 10 default."""
+    config = load(instance)
+    expected = {**SPEC_DEFAULTS, "DATABASE_URL": f"sqlite:///{instance / 'signup.db'}"}
+    assert {name: config[name] for name in expected} == expected
+    assert config["SQLALCHEMY_DATABASE_URI"] == config["DATABASE_URL"]
+    assert config["SESSION_COOKIE_HTTPONLY"] is True
+    assert config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_env_example_as_dotenv_gives_the_defaults(no_project_dotenv, instance):
+    """The shipped `.env.example`, copied to `.env`, loads and gives the SPEC defaults."""
+    example = config_module.Path(__file__).resolve().parent.parent / ".env.example"
+    (no_project_dotenv / ".env").write_text(example.read_text())
+    config = load(instance)
+    expected = {**SPEC_DEFAULTS, "DATABASE_URL": f"sqlite:///{instance / 'signup.db'}"}
+    assert {name: config[name] for name in expected} == expected
+
+
+def test_values_are_parsed(instance):
+    """Numbers, booleans, lists and URLs from the environment arrive typed."""
+    config = load(instance, CODE_TTL_SECONDS="120", PENDING_FALLBACK="off", MAIL_PORT="2525",
+                  MAIL_TIMEOUT="2.5", REDIS_URL="rediss://cache.example.com:6380/1",
+                  REDIS_SENTINELS="s1:26379, s2:26380", REDIS_SENTINEL_MASTER="mymaster",
+                  SECRET_KEY_FALLBACKS="old-one, older-one", RATELIMIT_LOGIN="5 per 2 minutes",
+                  APP_BASE_URL="https://signup.example.com/")
+    assert config["CODE_TTL_SECONDS"] == 120
+    assert config["PENDING_FALLBACK"] is False
+    assert config["MAIL_PORT"] == 2525
+    assert config["MAIL_TIMEOUT"] == 2.5
+    assert config["REDIS_URL"] == "rediss://cache.example.com:6380/1"
+    assert config["REDIS_SENTINELS"] == [("s1", 26379), ("s2", 26380)]
+    assert config["SECRET_KEY_FALLBACKS"] == ["old-one", "older-one"]
+    assert config["RATELIMIT_LOGIN"] == "5 per 2 minutes"
+    assert config["APP_BASE_URL"] == "https://signup.example.com"
+
+
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://h:6380/0",
+                                 "unix:///run/redis.sock", "memory://"])
+def test_known_redis_schemes_accepted(instance, url):
+    """redis://, rediss://, unix:// and memory:// are accepted."""
+    assert load(instance, REDIS_URL=url)["REDIS_URL"] == url
+
+
+BAD_VALUES = [
+    ("CODE_TTL_SECONDS", "soon"),
+    ("PENDING_TTL_SECONDS", "-5"),
+    ("CODE_TTL_SECONDS", "-1"),
+    ("RESEND_COOLDOWN_SECONDS", "-60"),
+    ("CODE_MAX_ATTEMPTS", "five"),
+    ("MAIL_PORT", "smtp"),
+    ("MAIL_TIMEOUT", "forever"),
+    ("TRUSTED_PROXIES", "1.5"),
+    ("REDIS_URL", "http://localhost:6379"),
+    ("REDIS_URL", "mysql://localhost/db"),
+    ("RATELIMIT_SIGNUP", "lots"),
+    ("RATELIMIT_VERIFY", "30 per fortnight"),
+    ("PENDING_FALLBACK", "maybe"),
+    ("RATELIMIT_ENABLED", "enabled"),
+    ("SESSION_COOKIE_SECURE", "sure"),
+    ("DATABASE_URL", "signup.db"),
+    ("APP_BASE_URL", "signup.example.com"),
+    ("REDIS_SENTINELS", "sentinel-without-port"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES)
+def test_bad_value_names_the_variable(instance, name, value):
+    """A malformed value stops start-up with a ConfigError naming the variable."""
+    with pytest.raises(ConfigError) as caught:
+        load(instance, **{name: value})
+    assert caught.value.variable == name
+    assert name in str(caught.value)
+
+
+@pytest.mark.parametrize(("word", "expected"), [
+    ("on", True), ("ON", True), ("On", True), ("true", True), ("TRUE", True), ("True", True),
+    ("yes", True), ("YES", True), ("1", True),
+    ("off", False), ("OFF", False), ("Off", False), ("false", False), ("FALSE", False),
+    ("no", False), ("No", False), ("0", False),
+])
+def test_booleans_accept_every_spelling(instance, word, expected):
+    """Booleans accept on/off, true/false, yes/no, 1/0 in any case."""
+    config = load(instance, PENDING_FALLBACK=word, RATELIMIT_ENABLED=word, MAIL_USE_TLS=word,
+                  SESSION_COOKIE_SECURE=word)
+    for name in ("PENDING_FALLBACK", "RATELIMIT_ENABLED", "MAIL_USE_TLS",
+                 "SESSION_COOKIE_SECURE"):
+        assert config[name] is expected
+
+
+def test_production_with_proper_settings_starts(instance):
+    """Production with a long SECRET_KEY and APP_BASE_URL loads, with secure cookies."""
+    config = load(instance, **PRODUCTION)
+    assert config["APP_ENV"] == "production"
+    assert config["SECRET_KEY"] == GOOD_SECRET
+    assert config["SESSION_COOKIE_SECURE"] is True
+    assert config["SECRET_KEY_GENERATED"] is False
+    assert not (instance / config_module.DEV_SECRET_FILE).exists()
+
+
+@pytest.mark.parametrize(("changes", "variable"), [
+    ({"SECRET_KEY": None}, "SECRET_KEY"),
+    ({"SECRET_KEY": ""}, "SECRET_KEY"),
+    ({"SECRET_KEY": "short-secret"}, "SECRET_KEY"),
+    ({"APP_BASE_URL": None}, "APP_BASE_URL"),
+    ({"APP_BASE_URL": ""}, "APP_BASE_URL"),
+], ids=["no-secret", "empty-secret", "short-secret", "no-base-url", "empty-base-url"])
+def test_production_refuses_missing_settings(instance, changes, variable):
+    """Production without a proper SECRET_KEY or without APP_BASE_URL is refused."""
+    environ = {**PRODUCTION, **changes}
+    environ = {k: v for k, v in environ.items() if v is not None}
+    with pytest.raises(ConfigError) as caught:
+        load(instance, **environ)
+    assert caught.value.variable == variable
+    assert variable in str(caught.value)
+
+
+def test_production_ignores_dev_secret_file(instance):
+    """A development secret in the instance folder does not let production start without one."""
+    load(instance)  # development: writes the generated key
+    assert (instance / config_module.DEV_SECRET_FILE).exists()
+    environ = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        load(instance, **environ)
+
+
+def test_development_secret_generated_once_and_kept(instance):
+    """Development without SECRET_KEY generates one, keeps it in the instance folder, reuses it."""
+    first = load(instance)
+    assert first["SECRET_KEY_GENERATED"] is True
+    assert len(first["SECRET_KEY"]) >= 32
+    kept = (instance / config_module.DEV_SECRET_FILE).read_text().strip()
+    assert kept == first["SECRET_KEY"]
+    second = load(instance)
+    assert second["SECRET_KEY"] == first["SECRET_KEY"]
+    other_instance = instance.parent / "other-instance"
+    assert load(other_instance)["SECRET_KEY"] != first["SECRET_KEY"]
+
+
+def test_development_uses_given_secret(instance):
+    """Development with SECRET_KEY set uses it and writes no file."""
+    config = load(instance, SECRET_KEY="my-development-secret")
+    assert config["SECRET_KEY"] == "my-development-secret"
+    assert config["SECRET_KEY_GENERATED"] is False
+    assert not (instance / config_module.DEV_SECRET_FILE).exists()
+
+
+def test_read_environment_dotenv_under_real_environment(tmp_path):
+    """`.env` values are read and the real environment wins over them."""
+    dotenv = tmp_path / "custom.env"
+    dotenv.write_text("CODE_TTL_SECONDS=120\nREDIS_KEY_PREFIX=fromdotenv:\n"
+                      "# a comment\nHEALTH_TOKEN='quoted token'\n")
+    merged = read_environment({"REDIS_KEY_PREFIX": "real:", "MAIL_PORT": "2525"},
+                              dotenv_path=dotenv)
+    assert merged["CODE_TTL_SECONDS"] == "120"
+    assert merged["REDIS_KEY_PREFIX"] == "real:"
+    assert merged["MAIL_PORT"] == "2525"
+    assert merged["HEALTH_TOKEN"] == "quoted token"
+
+
+def test_read_environment_without_dotenv_file(tmp_path):
+    """A missing `.env` is fine: only the real environment is used."""
+    merged = read_environment({"A": "1"}, dotenv_path=tmp_path / "missing.env")
+    assert merged == {"A": "1"}
+
+
+def test_load_config_reads_project_dotenv(no_project_dotenv, instance):
+    """load_config takes values from the project's `.env`, with the environment winning."""
+    (no_project_dotenv / ".env").write_text("CODE_TTL_SECONDS=120\nCODE_MAX_ATTEMPTS=3\n")
+    config = load(instance, CODE_MAX_ATTEMPTS="7")
+    assert config["CODE_TTL_SECONDS"] == 120
+    assert config["CODE_MAX_ATTEMPTS"] == 7
+
+
+def test_bad_dotenv_value_names_the_variable(no_project_dotenv, instance):
+    """A bad value coming from `.env` is refused like one from the environment."""
+    (no_project_dotenv / ".env").write_text("PENDING_TTL_SECONDS=a day\n")
+    with pytest.raises(ConfigError, match="PENDING_TTL_SECONDS"):
+        load(instance)
+
+
+def test_overrides_win(instance):
+    """create_app's overrides win over the environment and keep their types."""
+    config = load_config(environ={"CODE_MAX_ATTEMPTS": "7"}, overrides={"CODE_MAX_ATTEMPTS": 2},
+                         instance_path=instance)
+    assert config["CODE_MAX_ATTEMPTS"] == 2
