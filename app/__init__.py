@@ -26,6 +26,7 @@ def create_app(config: dict | None = None, *, environ=None) -> Flask:
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    register_limits(app)
     register_errorhandlers(app)
     register_commands(app)
     register_hooks(app)
@@ -82,6 +83,13 @@ def register_blueprints(app: Flask) -> None:
 
     for name in BLUEPRINT_MODULES:
         app.register_blueprint(importlib.import_module(f".views.{name}", __name__).bp)
+
+
+def register_limits(app: Flask) -> None:
+    """Per-client-IP rate limits on the form POSTs."""
+    from .limits import init_app
+
+    init_app(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

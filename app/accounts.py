@@ -48,8 +48,15 @@ def find_user(email: str) -> User | None:
 def link_for(token: str) -> str:
     """The verification link, from APP_BASE_URL when set (always in production)."""
     base = current_app.config.get("APP_BASE_URL")
-    path = url_for("verify.link", token=token)
-    return f"{base}{path}" if base else url_for("verify.link", token=token, _external=True)
+    if base:
+        return base + url_for("verify.link", token=token)
+    return url_for("verify.link", token=token, _external=True)
+
+
+def _absolute(endpoint: str) -> str:
+    """An absolute URL for a page, from APP_BASE_URL when set."""
+    base = current_app.config.get("APP_BASE_URL")
+    return f"{base}{url_for(endpoint)}" if base else url_for(endpoint, _external=True)
 
 
 def _mail_context(email: str, code: str | None, token: str | None) -> dict:
@@ -59,10 +66,8 @@ def _mail_context(email: str, code: str | None, token: str | None) -> dict:
     if code:
         context.update(code=code, link=link_for(token))
     else:
-        base = cfg.get("APP_BASE_URL")
-        login = url_for("account.login")
-        context["login_url"] = f"{base}{login}" if base else url_for("account.login",
-                                                                    _external=True)
+        context["login_url"] = _absolute("account.login")
+        context["signup_url"] = _absolute("signup.signup")
     return context
 
 
@@ -100,21 +105,26 @@ def signup(email: str, password: str, name: str, locale: str) -> SignupOutcome:
     return SignupOutcome(email_sent=sent)
 
 
-def resend(email: str, locale: str | None = None) -> SignupOutcome:
+def resend(email: str, locale: str = "en") -> SignupOutcome:
     """New code and link for a pending registration; the answer never says whether one exists.
 
-    The allowance is taken per requested address whether or not a registration exists.
+    The allowance is taken per requested address whether or not a registration exists, and
+    every branch sends exactly one email (a new code; "you already have an account"; "no signup
+    is waiting for this address"), so neither the answer nor its timing tells them apart.
     """
     manager = get_manager()
     retry = manager.reserve_email(email)
     if retry:
         return SignupOutcome(email_sent=False, retry_after=retry)
     code, token = new_code(), new_link_token()
-    if not manager.update_verification_code(email, code, token):
-        return SignupOutcome(email_sent=True)
-    reg = manager.get_registration(email)
-    lang = locale or (reg.locale if reg else "en")
-    sent = send_email("verification", email, lang, **_mail_context(email, code, token))
+    if manager.update_verification_code(email, code, token):
+        reg = manager.get_registration(email)
+        sent = send_email("verification", email, reg.locale if reg else locale,
+                          **_mail_context(email, code, token))
+    elif find_user(email) is not None:
+        sent = send_email("existing_account", email, locale, **_mail_context(email, None, None))
+    else:
+        sent = send_email("no_registration", email, locale, **_mail_context(email, None, None))
     return SignupOutcome(email_sent=sent)
 
 

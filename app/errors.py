@@ -28,8 +28,38 @@ def render_error(code: int, message: str | None = None, headers=None):
     return render_template("errors/error.html", code=code, message=message), code, headers or {}
 
 
+def _form_pages():
+    from . import forms
+
+    return {
+        "signup.signup": ("signup/signup.html", forms.SignupForm),
+        "verify.verify": ("verify/verify.html", forms.VerifyForm),
+        "verify.link": ("verify/link.html", forms.LinkForm),
+        "resend.resend": ("resend/resend.html", forms.ResendForm),
+        "account.login": ("account/login.html", forms.LoginForm),
+    }
+
+
+def handle_rate_limited(exc: HTTPException):
+    """A rate limit: re-render the form with what was typed and when to try again (429)."""
+    page = _form_pages().get(request.endpoint)
+    if page is None:
+        return render_error(429)
+    template, form_class = page
+    form = form_class()
+    for secret in ("password", "confirm", "code"):
+        if hasattr(form, secret):
+            getattr(form, secret).data = ""
+    form.form_errors.append(_("Too many attempts from your network. Please wait a minute and "
+                              "try again."))
+    return render_template(template, form=form, same_browser=True,
+                           token=(request.view_args or {}).get("token")), 429
+
+
 def handle_http(exc: HTTPException):
     """Any werkzeug HTTP error."""
+    if exc.code == 429:
+        return handle_rate_limited(exc)
     code = exc.code or 500
     if code >= 500 and code != 503:
         code = 500

@@ -18,6 +18,7 @@ devlog = logging.getLogger("app.mail.devlog")
 SUBJECTS = {
     "verification": lambda: _("Your verification code"),
     "existing_account": lambda: _("You already have an account"),
+    "no_registration": lambda: _("No signup is waiting for this address"),
 }
 
 

@@ -1,7 +1,7 @@
 """Resend a new code and link."""
 
 from flask import Blueprint, flash, redirect, session, url_for
-from flask_babel import gettext as _
+from flask_babel import get_locale, gettext as _
 
 from .. import accounts
 from ..forms import ResendForm
@@ -22,8 +22,8 @@ def resend():
         return render_form(TEMPLATE, 400 if form.is_submitted() else 200, form=form)
     email = form.email.normalised
     try:
-        outcome = accounts.resend(email)
-    except StoreUnavailable:
+        outcome = accounts.resend(email, str(get_locale()))
+    except (StoreUnavailable, accounts.DatabaseUnavailable):
         return unavailable(TEMPLATE, form)
     if outcome.retry_after:
         form.email.errors.append(_("You can ask for a new code in %(seconds)d seconds.",

@@ -1,0 +1,61 @@
+"""Per-client-IP rate limits on the form POSTs (Flask-Limiter), counters in the same Redis."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+# endpoint -> the config variable holding its limit. Only POSTs count (SPEC section 3).
+LIMITED_ENDPOINTS = {
+    "signup.signup": "RATELIMIT_SIGNUP",
+    "verify.verify": "RATELIMIT_VERIFY",
+    "verify.link": "RATELIMIT_VERIFY",
+    "resend.resend": "RATELIMIT_RESEND",
+    "account.login": "RATELIMIT_LOGIN",
+}
+
+
+def storage_uri(config) -> str:
+    """The `limits` storage URL for the configured Redis (memory:// when there is none)."""
+    url = config["REDIS_URL"]
+    if config["REDIS_SENTINELS"]:
+        hosts = ",".join(f"{host}:{port}" for host, port in config["REDIS_SENTINELS"])
+        return f"redis+sentinel://{hosts}/{config['REDIS_SENTINEL_MASTER']}"
+    if url.startswith("memory:"):
+        return "memory://"
+    if url.startswith("unix:"):
+        return "redis+unix:" + url[len("unix:"):]
+    return url
+
+
+def _limit_for(variable: str):
+    return lambda: current_app.config[variable]
+
+
+def new_limiter() -> Limiter:
+    """The unbound limiter: client IP as key, headers on, its own memory fallback."""
+    return Limiter(key_func=get_remote_address, headers_enabled=True,
+                   in_memory_fallback_enabled=True)
+
+
+def init_app(app) -> None:
+    """Bind the limiter to the app's Redis and put each endpoint's limit on its POSTs."""
+    config = app.config
+    config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(config))
+    config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
+        "key_prefix": config["REDIS_KEY_PREFIX"] + "ratelimit",
+        "socket_timeout": config["REDIS_TIMEOUT"],
+        "socket_connect_timeout": config["REDIS_TIMEOUT"],
+    } if not config["RATELIMIT_STORAGE_URI"].startswith("memory") else {})
+    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # One limiter per app rather than a shared unbound one: limits are attached to views by
+    # name inside the limiter, and a shared instance would collect them once per app built.
+    limiter = new_limiter()
+    limiter.init_app(app)
+    # The decorators hold the limiter weakly: the app keeps it alive.
+    app.extensions["rate_limiter"] = limiter
+    for endpoint, variable in LIMITED_ENDPOINTS.items():
+        # The decorator's wrapper performs the check, so the registered view is replaced by it.
+        view = app.view_functions[endpoint]
+        app.view_functions[endpoint] = limiter.limit(_limit_for(variable), methods=["POST"])(view)
