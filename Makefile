@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export PORT
 
-.PHONY: run test install install-dev clean
+.PHONY: run test bench install install-dev clean
 
 # Stamp files: a second `make test` installs nothing unless a requirements file changed.
 $(VENV)/.runtime: requirements.txt
@@ -29,3 +29,6 @@ test: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+bench: $(VENV)/.dev
+	$(BIN)/python bench/bench.py

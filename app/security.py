@@ -58,7 +58,11 @@ class Digester:
 
     def address_id(self, email: str) -> str:
         """The key-name id of a normalised address (addresses never appear in key names)."""
-        return self._digest(self.keys[0], "address", email)[:32]
+        return self.address_ids(email)[0]
+
+    def address_ids(self, email: str) -> list[str]:
+        """The address's id under every key; the first is the one new records use."""
+        return [self._digest(k, "address", email)[:32] for k in self.keys]
 
     def code_digests(self, address_id: str, code: str) -> list[str]:
         """Digests of a code under every key; the first is the one to store."""

@@ -25,6 +25,10 @@ class PendingStore(ABC):
         """The record, or None when there is none (or it has expired)."""
 
     @abstractmethod
+    def exists(self, address_id: str) -> bool:
+        """True when a live record is stored under this id."""
+
+    @abstractmethod
     def load_by_token(self, digests: list[str]) -> PendingRegistration | None:
         """The record a link token points at, without claiming it."""
 

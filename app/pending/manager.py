@@ -102,8 +102,17 @@ class PendingRegistrationManager:
 
     # -- the seed's methods -------------------------------------------------------------------
     def address_id(self, email: str) -> str:
-        """Key-name id of a normalised address."""
-        return self.digester.address_id(email)
+        """Key-name id of a normalised address.
+
+        After a SECRET_KEY rotation a registration may still sit under the id of an old key
+        (SECRET_KEY_FALLBACKS): that id is used until the record is gone.
+        """
+        ids = self.digester.address_ids(email)
+        if len(ids) > 1:
+            for candidate in ids[1:]:
+                if self._run(lambda s, c=candidate: s.exists(c)):
+                    return candidate
+        return ids[0]
 
     def add_registration(self, reg: PendingRegistration) -> None:
         """Create or replace the pending registration for reg.email (TTL PENDING_TTL_SECONDS)."""

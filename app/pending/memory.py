@@ -72,6 +72,10 @@ class MemoryStore(PendingStore):
             reg = self.records.get_live(address_id, self.clock())
             return replace(reg) if reg else None
 
+    def exists(self, address_id):
+        with self.lock:
+            return self.records.get_live(address_id, self.clock()) is not None
+
     def load_by_token(self, digests):
         with self.lock:
             now = self.clock()

@@ -98,6 +98,10 @@ class RedisStore(PendingStore):
         return PendingRegistration.from_mapping(mapping) if mapping else None
 
     @_translate_errors
+    def exists(self, address_id):
+        return bool(self.client.exists(self.key("pending", address_id)))
+
+    @_translate_errors
     def load_by_token(self, digests):
         for digest in digests:
             address_id = self.client.get(self.key("token", digest))
