@@ -605,6 +605,8 @@ class TestRedisLayout:
         shas = [manager.primary.scripts[name].sha for name in SCRIPT_NAMES]
         assert real.client.script_exists(*shas) == [False] * len(shas)
         self.exercise(manager, password_hash)
+        kept = manager.get_registration("kept.person@example.com")
+        assert manager.primary.merge(kept, 60, 1, 60) is False  # Redis's copy is not older
         manager.get_stats()
         manager.cleanup_expired()
         manager.health_check()

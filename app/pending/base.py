@@ -21,6 +21,11 @@ class PendingStore(ABC):
         """Create or replace the record for reg.address_id; the old link token stops working."""
 
     @abstractmethod
+    def merge(self, reg: PendingRegistration, ttl: float, attempts: int,
+              attempts_ttl: float) -> bool:
+        """Recovery: store reg unless a record updated later is there; keep the larger counter."""
+
+    @abstractmethod
     def load(self, address_id: str) -> PendingRegistration | None:
         """The record, or None when there is none (or it has expired)."""
 
@@ -39,8 +44,12 @@ class PendingStore(ABC):
     @abstractmethod
     def check_code(self, address_id: str, digests: list[str], *, now: float, code_ttl: int,
                    code_max: int, reg_max: int, window: int, claim_seconds: int,
-                   op_id: str) -> CodeCheck:
-        """Check a code: count a wrong one, enforce the caps, claim the record when right."""
+                   op_id: str, count_unknown: bool = True) -> CodeCheck:
+        """Check a code: count a wrong one, enforce the caps, claim the record when right.
+
+        `count_unknown=False` (while the store cannot be sure it holds every registration)
+        leaves the counter alone when there is no record.
+        """
 
     @abstractmethod
     def claim_token(self, digests: list[str], *, now: float, claim_seconds: int,

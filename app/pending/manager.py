@@ -15,6 +15,12 @@ from .model import CodeCheck, PendingRegistration, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+# After switching back to Redis, registrations made in another process's memory may still be on
+# their way: for this long a verification that finds nothing answers "try again shortly".
+RECOVERY_GRACE_SECONDS = 10.0
+PROBE_FIRST_DELAY = 0.5
+PROBE_MAX_DELAY = 5.0  # the spec asks for a probe at least every 5 s
+
 
 @dataclass
 class Limits:
@@ -32,8 +38,15 @@ class Limits:
 class PendingRegistrationManager:
     """The seed's eight methods over a primary store (Redis) with an in-memory fallback.
 
-    The fallback is one small state machine: `primary_down` says which store serves, and
-    `_run` is the only place that changes it.
+    The fallback is one small state machine, kept in this class alone:
+
+    - *primary*: Redis serves. A StoreUnavailable from any call (`_run`) switches to
+    - *fallback*: memory serves; a background probe pings Redis with backoff (0.5 s doubling to
+      5 s). When Redis answers, `recover` moves every record held in memory into Redis (newer
+      records in Redis win) and switches back to *primary*, entering
+    - *grace* (10 s): Redis serves, the probe thread drains stragglers (writes that were already
+      under way in memory), and "no such registration" is answered as "try again shortly",
+      because another process may still be moving its memory into Redis.
     """
 
     def __init__(self, primary: PendingStore | None, digester: Digester, limits: Limits,
@@ -46,7 +59,11 @@ class PendingRegistrationManager:
         self.clock = clock
         self.primary_down = False
         self.last_error: str | None = None
+        self.recovered_at: float | None = None
+        self.monotonic = time.monotonic
         self._state_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._probe_thread: threading.Thread | None = None
 
     # -- fallback state machine -------------------------------------------------------------
     @property
@@ -65,6 +82,14 @@ class PendingRegistrationManager:
     def degraded(self) -> bool:
         """True while an involuntary fallback is serving from memory."""
         return self.primary is not None and self.primary_down
+
+    @property
+    def uncertain(self) -> bool:
+        """True when "no registration found" may be wrong: fallback, or the grace after it."""
+        if self.degraded:
+            return True
+        recovered = self.recovered_at
+        return recovered is not None and self.monotonic() - recovered < RECOVERY_GRACE_SECONDS
 
     def start(self) -> None:
         """Probe the primary once at start-up; fall back to memory when it does not answer."""
@@ -85,8 +110,56 @@ class PendingRegistrationManager:
                 return
             self.primary_down = True
             self.last_error = str(exc)
+            if self._probe_thread is None:
+                self._probe_thread = threading.Thread(
+                    target=self._probe_loop, name="pending-redis-probe", daemon=True)
+                self._probe_thread.start()
         # One warning per change of state, not one per request.
         log.warning("Redis unavailable (%s): pending registrations now kept in memory", exc)
+
+    def _probe_loop(self) -> None:
+        """Ping Redis with backoff while in fallback; recover; drain stragglers; then exit."""
+        delay = PROBE_FIRST_DELAY
+        while not self._stop.wait(delay):
+            if self.primary_down:
+                try:
+                    self.primary.ping()
+                    self.recover()
+                    delay = 1.0
+                except StoreUnavailable:
+                    delay = min(delay * 2, PROBE_MAX_DELAY)
+                continue
+            try:
+                self._drain()
+            except StoreUnavailable:
+                pass  # the next request that touches Redis switches to fallback again
+            with self._state_lock:
+                if not self.primary_down and not self.uncertain:
+                    self._probe_thread = None
+                    return
+            delay = 1.0
+
+    def _drain(self) -> int:
+        """Move every record held in memory into Redis; how many were written."""
+        moved = 0
+        for reg, ttl, attempts, attempts_ttl in self.memory.export():
+            if self.primary.merge(reg, ttl, attempts, attempts_ttl):
+                moved += 1
+            self.memory.discard(reg.address_id, reg.updated_at)
+        return moved
+
+    def recover(self) -> None:
+        """Move what memory holds into Redis, then serve from Redis again (raises if down)."""
+        moved = self._drain()
+        with self._state_lock:
+            self.primary_down = False
+            self.recovered_at = self.monotonic()
+        log.warning("Redis answers again: moved %d pending registrations from memory; serving "
+                    "from Redis", moved)
+
+    def close(self) -> None:
+        """Stop the background probe (tests, shutdown)."""
+        self._stop.set()
 
     def _run(self, action):
         """Run `action(store)`; on a primary outage switch to memory and run it there."""
@@ -143,7 +216,8 @@ class PendingRegistrationManager:
         result = self._run(lambda s: s.check_code(
             address_id, self.digester.code_digests(address_id, code), now=self.clock(),
             code_ttl=lim.code_ttl, code_max=lim.code_max, reg_max=lim.registration_max,
-            window=lim.pending_ttl, claim_seconds=lim.claim_seconds, op_id=op_id))
+            window=lim.pending_ttl, claim_seconds=lim.claim_seconds, op_id=op_id,
+            count_unknown=not self.uncertain))
         return self._complete(result, address_id, op_id, promote, check)
 
     def verify_link_and_remove(self, token: str, promote, *, check=None) -> CodeCheck:
@@ -157,8 +231,8 @@ class PendingRegistrationManager:
 
     def _complete(self, result: CodeCheck, address_id, op_id, promote, check) -> CodeCheck:
         if result.status != "ok":
-            if result.status == "unknown" and self.degraded:
-                # The memory store holds only this process's signups: it cannot say "wrong".
+            if result.status == "unknown" and self.uncertain:
+                # Memory holds only this process's signups: it cannot say "wrong" for sure.
                 return CodeCheck("unavailable")
             return result
         reg = result.registration

@@ -67,6 +67,17 @@ class MemoryStore(PendingStore):
             self.tokens[reg.token_digest] = (reg.address_id, expires)
             heapq.heappush(self.expiry_heap, (expires, reg.address_id))
 
+    def merge(self, reg, ttl, attempts, attempts_ttl):
+        with self.lock:
+            now = self.clock()
+            if attempts > (self.attempts.get_live(reg.address_id, now) or 0):
+                self.attempts[reg.address_id] = (attempts, now + attempts_ttl)
+            current = self.records.get_live(reg.address_id, now)
+            if current is not None and current.updated_at >= reg.updated_at:
+                return False
+            self.save(reg, ttl)
+            return True
+
     def load(self, address_id):
         with self.lock:
             reg = self.records.get_live(address_id, self.clock())
@@ -95,7 +106,7 @@ class MemoryStore(PendingStore):
             return item[1] > self.clock()
 
     def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
-                   claim_seconds, op_id):
+                   claim_seconds, op_id, count_unknown=True):
         with self.lock:
             previous = self.ops.get_live(op_id, now)
             if previous is not None:
@@ -106,7 +117,8 @@ class MemoryStore(PendingStore):
                 return self._remember(op_id, CodeCheck("locked", retry_after=retry), now)
             reg = self.records.get_live(address_id, now)
             if reg is None:
-                self._count_wrong(address_id, now, window)
+                if count_unknown:
+                    self._count_wrong(address_id, now, window)
                 return self._remember(op_id, CodeCheck("unknown"), now)
             claim = getattr(reg, "_claim", None)
             if claim and claim[1] > now and claim[0] != op_id:
@@ -224,8 +236,23 @@ class MemoryStore(PendingStore):
     def ping(self):
         return 0.0
 
-    def all_records(self):
-        """Every live record with its remaining TTL (for moving them into Redis)."""
+    def export(self):
+        """Every live record with its remaining TTL and attempt counter (to move into Redis)."""
         with self.lock:
             now = self.clock()
-            return [(replace(r), exp - now) for r, exp in self.records.values() if exp > now]
+            rows = []
+            for address_id, (reg, expires) in list(self.records.items()):
+                if expires <= now:
+                    continue
+                attempts = self.attempts.get(address_id)
+                rows.append((replace(reg), expires - now, attempts[0] if attempts else 0,
+                             attempts[1] - now if attempts else 0))
+            return rows
+
+    def discard(self, address_id: str, updated_at: float) -> None:
+        """Drop a record that has been moved, unless it changed since it was exported."""
+        with self.lock:
+            item = self.records.get(address_id)
+            if item is not None and item[0].updated_at <= updated_at:
+                self.delete(address_id)
+            self.attempts.pop(address_id, None)

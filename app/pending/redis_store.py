@@ -16,7 +16,7 @@ from .base import PendingStore
 from .model import CodeCheck, PendingRegistration, StoreUnavailable
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
-SCRIPT_NAMES = ("save", "check_code", "claim_token", "release", "finish", "replace_code",
+SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "release", "finish", "replace_code",
                 "reserve_email")
 # Replies that mean "Redis cannot serve now" rather than "this code has a bug".
 OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN")
@@ -93,6 +93,19 @@ class RedisStore(PendingStore):
         )
 
     @_translate_errors
+    def merge(self, reg, ttl, attempts, attempts_ttl):
+        mapping = PendingRegistration.to_mapping(reg)
+        mapping["expires_at"] = str(time.time() + ttl)
+        flat = [item for pair in mapping.items() for item in pair]
+        return bool(self.scripts["merge"](
+            keys=[self.key("pending", reg.address_id), self.index_key,
+                  self.key("token", reg.token_digest), self.key("attempts", reg.address_id)],
+            args=[max(1, int(ttl * 1000)), mapping["expires_at"], reg.address_id,
+                  self.key("token", ""), reg.updated_at, attempts, max(1, int(attempts_ttl)),
+                  *flat],
+        ))
+
+    @_translate_errors
     def load(self, address_id):
         mapping = self.client.hgetall(self.key("pending", address_id))
         return PendingRegistration.from_mapping(mapping) if mapping else None
@@ -135,11 +148,12 @@ class RedisStore(PendingStore):
 
     @_translate_errors
     def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
-                   claim_seconds, op_id):
+                   claim_seconds, op_id, count_unknown=True):
         raw = self.scripts["check_code"](
             keys=[self.key("pending", address_id), self.key("attempts", address_id),
                   self.key("op", op_id)],
-            args=[now, code_ttl, code_max, reg_max, window, claim_seconds, op_id, *digests],
+            args=[now, code_ttl, code_max, reg_max, window, claim_seconds, op_id,
+                  1 if count_unknown else 0, *digests],
         )
         return self._decode(raw)
 

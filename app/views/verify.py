@@ -98,6 +98,8 @@ def link(token):
     except StoreUnavailable:
         return unavailable(LINK_TEMPLATE, form, masked_email=None, same_browser=True)
     if reg is None:
+        if get_manager().uncertain:
+            return unavailable(LINK_TEMPLATE, form, masked_email=None, same_browser=True)
         return render_form(INVALID_LINK_TEMPLATE, 404, NO_REFERRER)
     same_browser = session.get("signup_email") == reg.email
     context = {"masked_email": masked(reg.email), "same_browser": same_browser, "token": token}

@@ -1,6 +1,7 @@
 -- Check a code atomically: enforce the caps, count a wrong code, claim the record when right.
 -- KEYS: pending hash, per-address attempts counter, op result key
--- ARGV: now, code_ttl, code_max, reg_max, window, claim_seconds, op_id, digest, digest, ...
+-- ARGV: now, code_ttl, code_max, reg_max, window, claim_seconds, op_id, count_unknown (0/1),
+--       digest, digest, ...
 -- Returns a JSON object; the same op_id sent again (a retry after a lost reply) gets the same
 -- answer instead of counting twice.
 local prev = redis.call('GET', KEYS[3])
@@ -23,7 +24,7 @@ if used >= reg_max then
   return answer({status = 'locked', retry_after = redis.call('TTL', KEYS[2])})
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  count_wrong()
+  if ARGV[8] == '1' then count_wrong() end
   return answer({status = 'unknown'})
 end
 local rec = redis.call('HMGET', KEYS[1], 'code_digest', 'code_issued_at', 'code_attempts',
@@ -34,7 +35,7 @@ end
 local tried = tonumber(rec[3] or '0')
 if tried >= code_max then return answer({status = 'code_dead'}) end
 if tonumber(rec[2]) + tonumber(ARGV[2]) < now then return answer({status = 'expired'}) end
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   if ARGV[i] == rec[1] then
     redis.call('HSET', KEYS[1], 'claim_op', ARGV[7], 'claim_until', now + tonumber(ARGV[6]))
     return answer({status = 'ok', record = redis.call('HGETALL', KEYS[1])})
