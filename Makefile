@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export PORT
 
-.PHONY: run test bench install install-dev clean
+.PHONY: run test bench faults install install-dev clean
 
 # Stamp files: a second `make test` installs nothing unless a requirements file changed.
 $(VENV)/.runtime: requirements.txt
@@ -32,3 +32,6 @@ clean:
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench.py
+
+faults: $(VENV)/.dev
+	FAULTS_REPORT=docs/reliability.md $(BIN)/python -m pytest tests/faults -v

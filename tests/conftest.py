@@ -78,6 +78,7 @@ def make_app(tmp_path, smtp, server_errors):
 
     yield factory
     for app in created:
+        app.extensions["pending"].close()
         with app.app_context():
             from app.extensions import db
 

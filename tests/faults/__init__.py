@@ -1,0 +1,1 @@
+"""The fault suite: each fault injected into real processes, its outcome recorded."""
