@@ -662,6 +662,17 @@ class TestStoreRetrySafety:
             now=backend.clock() if now is None else now, code_ttl=600, code_max=3,
             reg_max=6, window=PENDING_TTL_SECONDS, claim_seconds=5, op_id=op_id)
 
+    def test_reserve_email_same_op_counts_once(self, backend):
+        """reserve_email retried with the same op_id takes one email from the allowance."""
+        store = backend.store()
+        for _ in range(2):
+            assert store.reserve_email("addr", cooldown=0, per_hour=2, now=backend.clock(),
+                                       op_id="op-1") == 0
+        assert store.reserve_email("addr", cooldown=0, per_hour=2, now=backend.clock(),
+                                   op_id="op-2") == 0
+        assert store.reserve_email("addr", cooldown=0, per_hour=2, now=backend.clock(),
+                                   op_id="op-3") > 0
+
     def test_check_code_same_op_counts_once(self, backend):
         """check_code twice with one op_id counts one wrong attempt and answers the same."""
         store = backend.store()
@@ -723,3 +734,4 @@ def test_from_mapping_round_trip():
     mapping = {k.encode(): v.encode() for k, v in reg.to_mapping().items()}
     mapping[b"claim_op"] = b"bookkeeping"
     assert PendingRegistration.from_mapping(mapping) == replace(reg)
+

@@ -71,7 +71,7 @@ class PendingStore(ABC):
 
     @abstractmethod
     def reserve_email(self, address_id: str, *, cooldown: int, per_hour: int,
-                      now: float) -> int:
+                      now: float, op_id: str | None = None) -> int:
         """Take one email from the address's allowance: 0 if allowed, else seconds to wait."""
 
     @abstractmethod

@@ -269,9 +269,10 @@ class PendingRegistrationManager:
 
     def reserve_email(self, email: str) -> int:
         """Take one email from the address's allowance: 0 if allowed, else seconds to wait."""
+        op_id = uuid.uuid4().hex
         return self._run(lambda s: s.reserve_email(
             self.address_id(email), cooldown=self.limits.cooldown,
-            per_hour=self.limits.per_hour, now=self.clock()))
+            per_hour=self.limits.per_hour, now=self.clock(), op_id=op_id))
 
     def get_stats(self) -> dict:
         """Pending counts for operators, by backend, in time independent of their number."""

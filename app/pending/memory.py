@@ -192,8 +192,14 @@ class MemoryStore(PendingStore):
             heapq.heappush(self.expiry_heap, (expires, address_id))
             return self._remember(op_id, True, now)
 
-    def reserve_email(self, address_id, *, cooldown, per_hour, now):
+    def reserve_email(self, address_id, *, cooldown, per_hour, now, op_id=None):
         with self.lock:
+            if op_id is not None:
+                previous = self.ops.get_live(op_id, now)
+                if previous is not None:
+                    return previous
+                return self._remember(op_id, self.reserve_email(
+                    address_id, cooldown=cooldown, per_hour=per_hour, now=now), now)
             if cooldown > 0 and self.cooldowns.get_live(address_id, now):
                 return max(1, int(self.cooldowns[address_id][1] - now + 0.999))
             sent = self.hourly.get_live(address_id, now) or 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import uuid
 from pathlib import Path
 
 import redis
@@ -190,9 +191,11 @@ class RedisStore(PendingStore):
         ))
 
     @_translate_errors
-    def reserve_email(self, address_id, *, cooldown, per_hour, now):
+    def reserve_email(self, address_id, *, cooldown, per_hour, now, op_id=None):
+        op_id = op_id or uuid.uuid4().hex
         return int(self.scripts["reserve_email"](
-            keys=[self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id)],
+            keys=[self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id),
+                  self.key("op", op_id)],
             args=[cooldown, per_hour],
         ))
 
