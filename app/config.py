@@ -229,6 +229,10 @@ def load_config(environ=None, overrides=None, instance_path: Path = INSTANCE_PAT
     config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
+    # Flask-WTF's HTTPS Referer check would refuse every confirm on a link page: those pages
+    # send `Referrer-Policy: no-referrer` (section 3), so the browser's POST carries no Referer
+    # (and Origin "null"). The session-bound CSRF token is still required on every form.
+    config.setdefault("WTF_CSRF_SSL_STRICT", False)
     config.setdefault("BABEL_DEFAULT_LOCALE", "en")
     config.setdefault("LANGUAGES", ["en", "tr"])
     # argon2id at argon2-cffi's defaults; TestConfig lowers these.
