@@ -1,9 +1,10 @@
 """Error pages for 400/404/405/413/429/500/503: words, never a traceback."""
 
 import logging
+import time
 
-from flask import jsonify, render_template, request
-from flask_babel import gettext as _
+from flask import current_app, jsonify, render_template, request
+from flask_babel import gettext as _, ngettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -40,6 +41,14 @@ def _form_pages():
     }
 
 
+def _retry_after_seconds() -> int:
+    """Seconds until the breached limit resets (Flask-Limiter's RateLimitExceeded knows)."""
+    current = current_app.extensions["rate_limiter"].current_limit
+    if current is None:
+        return 60  # no window information: a minute is the smallest window we use
+    return max(1, int(current.reset_at - time.time()))
+
+
 def handle_rate_limited(exc: HTTPException):
     """A rate limit: re-render the form with what was typed and when to try again (429)."""
     page = _form_pages().get(request.endpoint)
@@ -50,8 +59,11 @@ def handle_rate_limited(exc: HTTPException):
     for secret in ("password", "confirm", "code"):
         if hasattr(form, secret):
             getattr(form, secret).data = ""
-    form.form_errors.append(_("Too many attempts from your network. Please wait a minute and "
-                              "try again."))
+    wait = _retry_after_seconds()
+    form.form_errors.append(ngettext(
+        "Too many attempts from your network. Please try again in %(num)d minute.",
+        "Too many attempts from your network. Please try again in %(num)d minutes.",
+        max(1, -(-wait // 60))))
     return render_template(template, form=form, same_browser=True,
                            token=(request.view_args or {}).get("token")), 429
 

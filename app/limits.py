@@ -56,6 +56,9 @@ def init_app(app) -> None:
     # The decorators hold the limiter weakly: the app keeps it alive.
     app.extensions["rate_limiter"] = limiter
     for endpoint, variable in LIMITED_ENDPOINTS.items():
-        # The decorator's wrapper performs the check, so the registered view is replaced by it.
+        # One shared counter per variable: a code POST and a link POST draw on the same
+        # verify allowance. The decorator's wrapper performs the check, so it replaces the view.
         view = app.view_functions[endpoint]
-        app.view_functions[endpoint] = limiter.limit(_limit_for(variable), methods=["POST"])(view)
+        decorate = limiter.shared_limit(_limit_for(variable), scope=variable.lower(),
+                                        methods=["POST"])
+        app.view_functions[endpoint] = decorate(view)

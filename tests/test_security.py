@@ -940,3 +940,14 @@ def test_secret_key_rotation_keeps_codes_and_links_valid(make_app, redis_url, sm
     assert_redirect(same_browser.verify("carol@example.com", code_carol), "/account")
     assert sorted(users(app_b)) == sorted([EMAIL, OTHER_EMAIL, "carol@example.com"])
     assert pending(app_b, EMAIL) is None and pending(app_b, OTHER_EMAIL) is None
+
+
+def test_code_and_link_posts_share_the_verify_limit(make_app):
+    """A code POST and a link POST draw on one RATELIMIT_VERIFY allowance per client."""
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_VERIFY="2/minute", WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    assert client.post("/verify", data={"email": "a@example.com", "code": "123456"}).status_code != 429
+    assert client.post("/verify/some-token", data={}).status_code != 429
+    third = client.post("/verify", data={"email": "a@example.com", "code": "123456"})
+    assert third.status_code == 429
+    assert "Please try again in 1 minute." in third.get_data(as_text=True)

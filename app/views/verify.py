@@ -1,7 +1,7 @@
 """Verification by code (`/verify`) and by the emailed link (`/verify/<token>`)."""
 
 from flask import Blueprint, current_app, flash, redirect, session, url_for
-from flask_babel import gettext as _
+from flask_babel import gettext as _, ngettext
 
 from .. import accounts
 from ..forms import LinkForm, VerifyForm
@@ -47,8 +47,10 @@ def _finish(result, form, template, headers=None, **context):
     elif result.status == "locked":
         status = 429
         headers["Retry-After"] = str(result.retry_after or 60)
-        message = _("Too many wrong codes for this address. You can try again in "
-                    "%(minutes)d minutes.", minutes=max(1, (result.retry_after or 60) // 60))
+        message = ngettext(
+            "Too many wrong codes for this address. You can try again in %(num)d minute.",
+            "Too many wrong codes for this address. You can try again in %(num)d minutes.",
+            max(1, -(-(result.retry_after or 60) // 60)))
     elif result.status == "busy":
         status = 409
         message = _("This registration is being verified right now. Wait a moment and sign in.")
