@@ -1,10 +1,21 @@
 """gunicorn settings for `make run` and production (`gunicorn -c gunicorn.conf.py wsgi:app`)."""
 
 import os
+import shutil
+import tempfile
 
-from gunicorn.glogging import Logger
+# prometheus-client multiprocess mode: every worker writes its samples to files in this folder
+# and /metrics sums them. It must exist before prometheus_client is first imported (the app
+# package imports it, and this file imports the app's redaction helper), hence first. One folder
+# per gunicorn master, emptied at start so counters begin at zero.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                      os.path.join(tempfile.gettempdir(), f"signup-metrics-{os.getpid()}"))
+shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
-from app.redaction import redact
+from gunicorn.glogging import Logger  # noqa: E402
+
+from app.redaction import redact  # noqa: E402
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '5000')}"
 # One worker by default: the in-memory fallback belongs to one process, so several workers
@@ -27,3 +38,16 @@ class RedactingLogger(Logger):
 
 
 logger_class = RedactingLogger
+
+
+
+def child_exit(server, worker):
+    """Forget an exited worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder when gunicorn stops."""
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -107,10 +107,13 @@ def register_commands(app: Flask) -> None:
 
 
 def register_hooks(app: Flask) -> None:
-    """Security headers on every response; client IP and scheme from trusted proxies only."""
+    """Security headers, request timing, and client IP and scheme from trusted proxies only."""
     from .headers import init_app
 
     init_app(app)
+    from .metrics import init_app as init_metrics
+
+    init_metrics(app)
     hops = app.config["TRUSTED_PROXIES"]
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix

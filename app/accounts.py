@@ -10,6 +10,7 @@ from flask import current_app, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from . import metrics
 from .extensions import db
 from .mail import send_email
 from .models import User, utcnow
@@ -78,6 +79,7 @@ def signup(email: str, password: str, name: str, locale: str) -> SignupOutcome:
     stored. The password is hashed in every branch so the time taken does not tell them apart.
     """
     password_hash = passwords().hash(password)
+    metrics.STARTED.inc()
     manager = get_manager()
     existing = find_user(email)
     if existing is not None:
@@ -116,6 +118,7 @@ def resend(email: str, locale: str = "en") -> SignupOutcome:
     retry = manager.reserve_email(email)
     if retry:
         return SignupOutcome(email_sent=False, retry_after=retry)
+    metrics.RESENDS.inc()
     code, token = new_code(), new_link_token()
     if manager.update_verification_code(email, code, token):
         reg = manager.get_registration(email)
@@ -166,14 +169,18 @@ def completion_check(signup_email: str | None, password: str | None):
 
 def verify_code(email: str, code: str, *, signup_email=None, password=None):
     """Verify by code; another browser than the signing-up one must give the password too."""
-    return get_manager().verify_and_remove(
+    result = get_manager().verify_and_remove(
         email, code, promote, check=completion_check(signup_email, password))
+    metrics.record_check(result.status, "code")
+    return result
 
 
 def verify_link(token: str, *, signup_email=None, password=None):
     """Verify by link token, with the same claim/promote/delete sequence as a code."""
-    return get_manager().verify_link_and_remove(
+    result = get_manager().verify_link_and_remove(
         token, promote, check=completion_check(signup_email, password))
+    metrics.record_check(result.status, "link")
+    return result
 
 
 def authenticate(email: str, password: str) -> User | None:

@@ -8,6 +8,8 @@ from flask_babel import gettext as _, ngettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 MESSAGES = {
@@ -51,6 +53,7 @@ def _retry_after_seconds() -> int:
 
 def handle_rate_limited(exc: HTTPException):
     """A rate limit: re-render the form with what was typed and when to try again (429)."""
+    metrics.RATE_LIMITED.labels(endpoint=request.endpoint or "unmatched").inc()
     page = _form_pages().get(request.endpoint)
     if page is None:
         return render_error(429)

@@ -11,6 +11,8 @@ from flask import current_app, render_template
 from flask_babel import force_locale, gettext as _
 from flask_mail import Connection, Message
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 # The development backend's own logger: the one place a code or link may reach a log.
 devlog = logging.getLogger("app.mail.devlog")
@@ -84,6 +86,7 @@ def send_email(kind: str, to: str, locale: str = "en", **context) -> bool:
     if not app.config.get("MAIL_SERVER"):
         devlog.info("email (development log backend, not sent)\nTo: %s\nSubject: %s\n\n%s",
                     to, subject, text)
+        metrics.EMAILS_SENT.labels(kind=kind).inc()
         return True
     try:
         with TimedConnection(app.extensions["mail"]) as connection:
@@ -91,6 +94,8 @@ def send_email(kind: str, to: str, locale: str = "en", **context) -> bool:
     except (smtplib.SMTPException, OSError, socket.timeout) as exc:
         status.record(f"{exc.__class__.__name__}: {exc}"[:200])
         log.warning("sending a %s email failed: %s", kind, exc.__class__.__name__)
+        metrics.EMAILS_FAILED.labels(kind=kind).inc()
         return False
     status.record(None)
+    metrics.EMAILS_SENT.labels(kind=kind).inc()
     return True

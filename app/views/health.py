@@ -1,11 +1,11 @@
-"""`/health` for operators."""
+"""`/health` and `/metrics` for operators."""
 
 import hmac
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
-from .. import __version__
+from .. import __version__, metrics
 from ..extensions import db
 from ..pending import get_manager
 
@@ -58,3 +58,12 @@ def health():
         "mail": current_app.extensions["mail_status"].as_dict(),
     }
     return jsonify(body), code
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    """Prometheus text exposition (summed across gunicorn workers); HEALTH_TOKEN guards it."""
+    if not authorised():
+        return jsonify({"error": "a bearer token is required"}), 401, {
+            "WWW-Authenticate": "Bearer"}
+    return metrics.exposition(get_manager())
