@@ -14,7 +14,30 @@ OP_MEMORY_SECONDS = 120
 
 
 class _Expiring(dict):
-    """A dict of key -> (value, expires_at) that hides and drops expired entries."""
+    """A dict of key -> (value, expires_at) that hides and drops expired entries.
+
+    Every write also goes on a heap in expiry order, so `sweep` touches only what has expired
+    (plus stale heap entries of keys rewritten later), never the whole table.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.heap: list[tuple[float, str]] = []
+
+    def __setitem__(self, key, item):
+        super().__setitem__(key, item)
+        heapq.heappush(self.heap, (item[1], key))
+
+    def sweep(self, now) -> list:
+        """Remove every expired entry; return the removed values."""
+        removed = []
+        while self.heap and self.heap[0][0] <= now:
+            _expires, key = heapq.heappop(self.heap)
+            item = self.get(key)
+            if item is not None and item[1] <= now:
+                del self[key]
+                removed.append(item[0])
+        return removed
 
     def get_live(self, key, now):
         item = self.get(key)
@@ -40,8 +63,6 @@ class MemoryStore(PendingStore):
         self.ops: _Expiring = _Expiring()
         self.cooldowns: _Expiring = _Expiring()
         self.hourly: _Expiring = _Expiring()
-        # (expires_at, address_id) in expiry order, so cleanup touches only what has expired.
-        self.expiry_heap: list[tuple[float, str]] = []
 
     # -- helpers -----------------------------------------------------------------------------
     def _count_wrong(self, address_id, now, window):
@@ -65,7 +86,6 @@ class MemoryStore(PendingStore):
             stored = replace(reg, expires_at=expires)
             self.records[reg.address_id] = (stored, expires)
             self.tokens[reg.token_digest] = (reg.address_id, expires)
-            heapq.heappush(self.expiry_heap, (expires, reg.address_id))
 
     def merge(self, reg, ttl, attempts, attempts_ttl):
         with self.lock:
@@ -189,7 +209,6 @@ class MemoryStore(PendingStore):
             reg.expires_at = expires
             self.records[address_id] = (reg, expires)
             self.tokens[token_digest] = (address_id, expires)
-            heapq.heappush(self.expiry_heap, (expires, address_id))
             return self._remember(op_id, True, now)
 
     def reserve_email(self, address_id, *, cooldown, per_hour, now, op_id=None):
@@ -212,17 +231,11 @@ class MemoryStore(PendingStore):
             return 0
 
     def _drop_expired_records(self, now):
-        """Pop expired heap entries and their records: amortised O(1) per record."""
-        removed = 0
-        while self.expiry_heap and self.expiry_heap[0][0] <= now:
-            expires, address_id = heapq.heappop(self.expiry_heap)
-            item = self.records.get(address_id)
-            # A stale heap entry (the record was renewed or replaced) is skipped.
-            if item is not None and item[1] <= now:
-                del self.records[address_id]
-                self.tokens.pop(item[0].token_digest, None)
-                removed += 1
-        return removed
+        """Drop expired records and their token lookups: amortised O(1) per record."""
+        expired = self.records.sweep(now)
+        for reg in expired:
+            self.tokens.pop(reg.token_digest, None)
+        return len(expired)
 
     def count(self, now):
         with self.lock:
@@ -235,8 +248,7 @@ class MemoryStore(PendingStore):
             now = self.clock() if now is None else now
             removed = self._drop_expired_records(now)
             for table in (self.tokens, self.attempts, self.ops, self.cooldowns, self.hourly):
-                for key in [k for k, (_, exp) in table.items() if exp <= now]:
-                    del table[key]
+                table.sweep(now)
             return removed
 
     def ping(self):
