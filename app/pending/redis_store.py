@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from .base import PendingStore
 from .model import CodeCheck, PendingRegistration, StoreUnavailable
@@ -22,6 +22,23 @@ SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "release", "finish
 # Replies that mean "Redis cannot serve now" rather than "this code has a bug".
 OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN")
 INFO_FIELDS = ("connected_clients", "used_memory_human", "uptime_in_seconds")
+
+
+class MasterFollowingPool(SentinelConnectionPool):
+    """A Sentinel pool that asks the sentinels for the master at every checkout.
+
+    redis-py's own pool asks only when it opens a connection, so after a failover its pooled
+    connections keep writing to the old master until Sentinel demotes it (about 10 s later),
+    and the demotion throws those writes away. Asking first closes idle connections to the old
+    master, and connections to it that were in use are dropped when released.
+    """
+
+    def get_connection(self, *args, **kwargs):
+        try:
+            self.get_master_address()
+        except MasterNotFoundError:
+            pass  # the sentinels cannot tell now: keep the connections we have
+        return super().get_connection(*args, **kwargs)
 
 
 def build_client(url: str, *, timeout: float = 1.0, sentinels=None, sentinel_master=None):
@@ -36,8 +53,25 @@ def build_client(url: str, *, timeout: float = 1.0, sentinels=None, sentinel_mas
     )
     if sentinels:
         sentinel = Sentinel(sentinels, socket_connect_timeout=timeout, socket_timeout=timeout)
-        return sentinel.master_for(sentinel_master, **options)
+        return sentinel.master_for(sentinel_master, connection_pool_class=MasterFollowingPool,
+                                   **{**master_options(url), **options})
     return redis.Redis.from_url(url, **options)
+
+
+def master_options(url: str) -> dict:
+    """REDIS_URL's user, password, database and TLS, for the master that Sentinel names.
+
+    With REDIS_SENTINELS the URL's host and port are not used, but an ACL-protected master
+    still needs the credentials (without them every command answers NOAUTH).
+    """
+    if not url.startswith(("redis://", "rediss://")):
+        return {}
+    parsed = redis.connection.parse_url(url)
+    master = {key: parsed[key] for key in ("username", "password", "db") if key in parsed}
+    if url.startswith("rediss://"):
+        master["ssl"] = True  # SentinelConnectionPool then uses its SSL connection class
+        master.update({key: value for key, value in parsed.items() if key.startswith("ssl_")})
+    return master
 
 
 def _translate_errors(method):
