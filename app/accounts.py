@@ -14,7 +14,7 @@ from . import metrics
 from .extensions import db
 from .mail import send_email
 from .models import User, utcnow
-from .pending import PendingRegistration, get_manager
+from .pending import PendingRegistration, StoreUnavailable, get_manager
 from .security import Passwords, new_code, new_link_token
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,9 @@ def resend(email: str, locale: str = "en") -> SignupOutcome:
         reg = manager.get_registration(email)
         sent = send_email("verification", email, reg.locale if reg else locale,
                           **_mail_context(email, code, token))
+    elif manager.uncertain:
+        # Memory (fallback) cannot tell "no registration" from "held in Redis": say nothing.
+        raise StoreUnavailable("pending registrations are only partly reachable")
     elif find_user(email) is not None:
         sent = send_email("existing_account", email, locale, **_mail_context(email, None, None))
     else:
