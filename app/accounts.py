@@ -99,8 +99,7 @@ def signup(email: str, password: str, name: str, locale: str) -> SignupOutcome:
         code_issued_at=now, created_at=now, updated_at=now,
         expires_at=now + manager.limits.pending_ttl,
     )
-    manager.add_registration(reg)
-    retry = manager.reserve_email(email)
+    retry = manager.add_registration(reg, take_email=True)
     if retry:
         return SignupOutcome(email_sent=False, retry_after=retry)
     sent = send_email("verification", email, locale, **_mail_context(email, code, token))
@@ -115,14 +114,13 @@ def resend(email: str, locale: str = "en") -> SignupOutcome:
     is waiting for this address"), so neither the answer nor its timing tells them apart.
     """
     manager = get_manager()
-    retry = manager.reserve_email(email)
-    if retry:
-        return SignupOutcome(email_sent=False, retry_after=retry)
-    metrics.RESENDS.inc()
     code, token = new_code(), new_link_token()
-    if manager.update_verification_code(email, code, token):
-        reg = manager.get_registration(email)
-        sent = send_email("verification", email, reg.locale if reg else locale,
+    result = manager.resend(email, code, token)
+    if result.status == "wait":
+        return SignupOutcome(email_sent=False, retry_after=result.retry_after)
+    metrics.RESENDS.inc()
+    if result.status == "updated":
+        sent = send_email("verification", email, result.locale or locale,
                           **_mail_context(email, code, token))
     elif manager.uncertain:
         # Memory (fallback) cannot tell "no registration" from "held in Redis": say nothing.

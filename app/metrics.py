@@ -7,12 +7,15 @@ imports this module, so every worker writes its samples to files that `/metrics`
 
 from __future__ import annotations
 
-import os
 import time
 
 from flask import Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
-                               Histogram, generate_latest, multiprocess)
+                               Histogram, generate_latest, multiprocess, values)
+
+# prometheus-client picks its value class once, when first imported: follow that choice rather
+# than the environment now (which a later import of gunicorn.conf.py may have changed).
+MULTIPROCESS = values.ValueClass is not values.MutexValue
 
 STARTED = Counter("signup_started_total", "Signups accepted (forms that passed validation).")
 EMAILS_SENT = Counter("signup_emails_sent_total", "Emails sent, by kind.", ["kind"])
@@ -64,7 +67,7 @@ def exposition(manager) -> Response:
     except Exception:  # a store outage must not break scraping; the gauge keeps its last value
         pass
     FALLBACK.set(1 if manager.degraded else 0)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:

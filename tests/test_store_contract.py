@@ -518,8 +518,12 @@ class TestOperations:
             pytest.skip("fakeredis does not implement INFO")
         health = manager.health_check()
         if not backend.is_redis:
-            assert health == {"backend": "memory", "redis": {"status": "disabled"}}
+            assert health == {"backend": "memory", "redis": {"status": "disabled"},
+                              "pending_registrations": {"total": 0, "backend": "memory",
+                                                        "redis_connected": False}}
             return
+        assert health["pending_registrations"] == {"total": 0, "backend": "redis",
+                                                   "redis_connected": True}
         assert health["backend"] == "redis"
         redis_facts = health["redis"]
         assert redis_facts["status"] == "healthy"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from .model import CodeCheck, PendingRegistration
+from .model import CodeCheck, PendingRegistration, ResendResult
 
 
 class PendingStore(ABC):
@@ -17,8 +17,13 @@ class PendingStore(ABC):
     name = "abstract"
 
     @abstractmethod
-    def save(self, reg: PendingRegistration, ttl: int) -> None:
-        """Create or replace the record for reg.address_id; the old link token stops working."""
+    def save(self, reg: PendingRegistration, ttl: int, allowance: tuple[int, int] | None = None,
+             op_id: str | None = None) -> int:
+        """Create or replace the record for reg.address_id; the old link token stops working.
+
+        With `allowance` (cooldown, per_hour) an email is taken from the address's allowance in
+        the same step: returns 0, or the seconds to wait before one may be sent.
+        """
 
     @abstractmethod
     def merge(self, reg: PendingRegistration, ttl: float, attempts: int,
@@ -70,6 +75,11 @@ class PendingStore(ABC):
         """Resend: new code and token, TTL reset, per-address counter kept."""
 
     @abstractmethod
+    def resend(self, address_id: str, code_digest: str, token_digest: str, *, now: float,
+               ttl: int, op_id: str, cooldown: int, per_hour: int) -> ResendResult:
+        """Take an email from the allowance, then (if allowed) replace_code: one step."""
+
+    @abstractmethod
     def reserve_email(self, address_id: str, *, cooldown: int, per_hour: int,
                       now: float, op_id: str | None = None) -> int:
         """Take one email from the address's allowance: 0 if allowed, else seconds to wait."""
@@ -89,3 +99,10 @@ class PendingStore(ABC):
     def info(self) -> dict:
         """Server facts for /health (empty for stores without a server)."""
         return {}
+
+    def probe(self, now: float) -> tuple[float, dict, int]:
+        """Latency, server facts and pending count for /health (one round trip where possible)."""
+        return self.ping(), self.info(), self.count(now)
+
+    def load_scripts(self) -> None:
+        """Prepare server-side scripts (nothing to do for stores without a server)."""

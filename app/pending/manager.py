@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..security import Digester
 from .base import PendingStore
 from .memory import MemoryStore
-from .model import CodeCheck, PendingRegistration, StoreUnavailable
+from .model import CodeCheck, PendingRegistration, ResendResult, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class PendingRegistrationManager:
             return
         try:
             self.primary.ping()
+            self.primary.load_scripts()
         except StoreUnavailable as exc:
             if not self.fallback_enabled:
                 log.error("Redis is unreachable and PENDING_FALLBACK is off: %s", exc)
@@ -150,6 +151,7 @@ class PendingRegistrationManager:
 
     def recover(self) -> None:
         """Move what memory holds into Redis, then serve from Redis again (raises if down)."""
+        self.primary.load_scripts()  # a restarted Redis has forgotten them
         moved = self._drain()
         with self._state_lock:
             self.primary_down = False
@@ -187,10 +189,16 @@ class PendingRegistrationManager:
                     return candidate
         return ids[0]
 
-    def add_registration(self, reg: PendingRegistration) -> None:
-        """Create or replace the pending registration for reg.email (TTL PENDING_TTL_SECONDS)."""
+    def add_registration(self, reg: PendingRegistration, *, take_email: bool = False) -> int:
+        """Create or replace the pending registration for reg.email (TTL PENDING_TTL_SECONDS).
+
+        `take_email` also takes one email from the address's allowance in the same atomic
+        step (one Redis round trip for a signup): returns 0, or the seconds to wait.
+        """
         reg.address_id = self.address_id(reg.email)
-        self._run(lambda s: s.save(reg, self.limits.pending_ttl))
+        allowance = (self.limits.cooldown, self.limits.per_hour) if take_email else None
+        op_id = uuid.uuid4().hex
+        return self._run(lambda s: s.save(reg, self.limits.pending_ttl, allowance, op_id))
 
     def get_registration(self, email: str) -> PendingRegistration | None:
         """The pending registration or None (it holds only digests of the code and token)."""
@@ -267,6 +275,20 @@ class PendingRegistrationManager:
             address_id, code_digest, token_digest, now=self.clock(),
             ttl=self.limits.pending_ttl, op_id=op_id))
 
+    def resend(self, email: str, code: str, token: str) -> ResendResult:
+        """Take an email from the allowance and, if allowed, issue the new code: one step.
+
+        The allowance is taken whether or not a registration exists, so the answer never tells.
+        """
+        address_id = self.address_id(email)
+        code_digest = self.digester.code_digests(address_id, code)[0]
+        token_digest = self.digester.token_digests(token)[0]
+        op_id = uuid.uuid4().hex
+        return self._run(lambda s: s.resend(
+            address_id, code_digest, token_digest, now=self.clock(),
+            ttl=self.limits.pending_ttl, op_id=op_id, cooldown=self.limits.cooldown,
+            per_hour=self.limits.per_hour))
+
     def reserve_email(self, email: str) -> int:
         """Take one email from the address's allowance: 0 if allowed, else seconds to wait."""
         op_id = uuid.uuid4().hex
@@ -303,14 +325,23 @@ class PendingRegistrationManager:
         return removed
 
     def health_check(self) -> dict:
-        """Backend in use, whether Redis answers, its latency and the facts /health shows."""
+        """Backend in use, whether Redis answers (latency, facts) and the pending counts.
+
+        One round trip to Redis: PING, INFO and the count go in one pipeline.
+        """
+        now = self.clock()
+        memory_count = self.memory.count(now)
+        pending = {"total": memory_count, "backend": self.backend, "redis_connected": False}
         if self.primary is None:
-            return {"backend": "memory", "redis": {"status": "disabled"}}
+            return {"backend": "memory", "redis": {"status": "disabled"},
+                    "pending_registrations": pending}
         try:
-            latency = self.primary.ping()
-            facts = self.primary.info()
+            latency, facts, count = self.primary.probe(now)
         except StoreUnavailable as exc:
             self.last_error = str(exc)
-            return {"backend": self.backend, "redis": {"status": "unhealthy"}}
+            return {"backend": self.backend, "redis": {"status": "unhealthy"},
+                    "pending_registrations": pending}
+        pending.update(total=memory_count + count, redis_connected=True)
         return {"backend": self.backend,
-                "redis": {"status": "healthy", **facts, "latency_ms": round(latency, 3)}}
+                "redis": {"status": "healthy", **facts, "latency_ms": round(latency, 3)},
+                "pending_registrations": pending}

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 
 from .base import PendingStore
-from .model import CodeCheck, PendingRegistration
+from .model import CodeCheck, PendingRegistration, ResendResult
 
 OP_MEMORY_SECONDS = 120
 
@@ -76,9 +76,11 @@ class MemoryStore(PendingStore):
         return result
 
     # -- interface ---------------------------------------------------------------------------
-    def save(self, reg, ttl):
+    def save(self, reg, ttl, allowance=None, op_id=None):
         with self.lock:
             now = self.clock()
+            if op_id is not None and self.ops.get_live(op_id, now) is not None:
+                return self.ops.get_live(op_id, now)
             old = self.records.get_live(reg.address_id, now)
             if old is not None:
                 self.tokens.pop(old.token_digest, None)
@@ -86,6 +88,13 @@ class MemoryStore(PendingStore):
             stored = replace(reg, expires_at=expires)
             self.records[reg.address_id] = (stored, expires)
             self.tokens[reg.token_digest] = (reg.address_id, expires)
+            wait = 0
+            if allowance:
+                wait = self.reserve_email(reg.address_id, cooldown=allowance[0],
+                                          per_hour=allowance[1], now=now)
+            if op_id is not None:
+                self._remember(op_id, wait, now)
+            return wait
 
     def merge(self, reg, ttl, attempts, attempts_ttl):
         with self.lock:
@@ -210,6 +219,21 @@ class MemoryStore(PendingStore):
             self.records[address_id] = (reg, expires)
             self.tokens[token_digest] = (address_id, expires)
             return self._remember(op_id, True, now)
+
+    def resend(self, address_id, code_digest, token_digest, *, now, ttl, op_id, cooldown,
+               per_hour):
+        with self.lock:
+            previous = self.ops.get_live(op_id, now)
+            if previous is not None:
+                return previous
+            wait = self.reserve_email(address_id, cooldown=cooldown, per_hour=per_hour, now=now)
+            if wait:
+                return self._remember(op_id, ResendResult("wait", retry_after=wait), now)
+            if not self.replace_code(address_id, code_digest, token_digest, now=now, ttl=ttl,
+                                     op_id=op_id + ":replace"):
+                return self._remember(op_id, ResendResult("missing"), now)
+            reg = self.records.get_live(address_id, now)
+            return self._remember(op_id, ResendResult("updated", locale=reg.locale), now)
 
     def reserve_email(self, address_id, *, cooldown, per_hour, now, op_id=None):
         with self.lock:

@@ -60,3 +60,12 @@ class CodeCheck:
     attempts_left: int | None = None
     retry_after: int | None = None
     result: object = None
+
+
+@dataclass
+class ResendResult:
+    """What a resend did: updated (new code stored), missing (no registration), or wait."""
+
+    status: str
+    retry_after: int = 0
+    locale: str | None = None

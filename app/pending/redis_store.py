@@ -14,7 +14,7 @@ from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from .base import PendingStore
-from .model import CodeCheck, PendingRegistration, StoreUnavailable
+from .model import CodeCheck, PendingRegistration, ResendResult, StoreUnavailable
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "release", "finish", "replace_code",
@@ -74,6 +74,17 @@ def master_options(url: str) -> dict:
     return master
 
 
+def script_source(name: str) -> str:
+    """A script's text, with its `--! include NAME` lines replaced by those files."""
+    lines = []
+    for line in (SCRIPTS_DIR / f"{name}.lua").read_text().splitlines():
+        if line.startswith("--! include "):
+            lines.append((SCRIPTS_DIR / f"{line.split()[-1]}.lua").read_text())
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def _translate_errors(method):
     """Turn every Redis outage into StoreUnavailable, the one error the manager handles."""
 
@@ -100,11 +111,18 @@ class RedisStore(PendingStore):
     def __init__(self, client: redis.Redis, prefix: str = "signup:"):
         self.client = client
         self.prefix = prefix
-        # register_script sends EVALSHA and loads the script only when Redis does not know it.
-        self.scripts = {
-            name: client.register_script((SCRIPTS_DIR / f"{name}.lua").read_text())
-            for name in SCRIPT_NAMES
-        }
+        # register_script sends EVALSHA and loads the script only when Redis does not know it;
+        # load_scripts() loads them all up front so no request pays for a SCRIPT LOAD.
+        self.scripts = {name: client.register_script(script_source(name))
+                        for name in SCRIPT_NAMES}
+
+    @_translate_errors
+    def load_scripts(self) -> None:
+        """SCRIPT LOAD every script in one round trip (at start-up and after a Redis restart)."""
+        pipe = self.client.pipeline(transaction=False)
+        for script in self.scripts.values():
+            pipe.script_load(script.script)
+        pipe.execute()
 
     def key(self, *parts: str) -> str:
         """Every key name goes through here, so all of them share the prefix."""
@@ -116,16 +134,22 @@ class RedisStore(PendingStore):
         return self.key("index")
 
     @_translate_errors
-    def save(self, reg, ttl):
+    def save(self, reg, ttl, allowance=None, op_id=None):
         expires = time.time() + ttl
         mapping = PendingRegistration.to_mapping(reg)
         mapping["expires_at"] = str(expires)
         flat = [item for pair in mapping.items() for item in pair]
-        self.scripts["save"](
+        cooldown, per_hour = allowance or (0, 0)
+        return int(self.scripts["save"](
             keys=[self.key("pending", reg.address_id), self.index_key,
-                  self.key("token", reg.token_digest)],
-            args=[int(ttl * 1000), expires, reg.address_id, self.key("token", "")] + flat,
-        )
+                  self.key("token", reg.token_digest), self.key("op", op_id or uuid.uuid4().hex),
+                  *self._allowance_keys(reg.address_id)],
+            args=[int(ttl * 1000), expires, reg.address_id, self.key("token", ""),
+                  1 if allowance else 0, cooldown, per_hour] + flat,
+        ))
+
+    def _allowance_keys(self, address_id):
+        return [self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id)]
 
     @_translate_errors
     def merge(self, reg, ttl, attempts, attempts_ttl):
@@ -214,15 +238,30 @@ class RedisStore(PendingStore):
             args=[op_id, address_id, self.key("token", "")],
         ))
 
+    def _replace(self, address_id, code_digest, token_digest, now, ttl, op_id, allowance):
+        expires = now + ttl
+        cooldown, per_hour = allowance or (0, 0)
+        raw = self.scripts["replace_code"](
+            keys=[self.key("pending", address_id), self.index_key,
+                  self.key("token", token_digest), self.key("op", op_id),
+                  *self._allowance_keys(address_id)],
+            args=[int(ttl * 1000), expires, address_id, self.key("token", ""), code_digest,
+                  token_digest, now, 1 if allowance else 0, cooldown, per_hour],
+        )
+        return json.loads(raw)
+
     @_translate_errors
     def replace_code(self, address_id, code_digest, token_digest, *, now, ttl, op_id):
-        expires = now + ttl
-        return bool(self.scripts["replace_code"](
-            keys=[self.key("pending", address_id), self.index_key,
-                  self.key("token", token_digest), self.key("op", op_id)],
-            args=[int(ttl * 1000), expires, address_id, self.key("token", ""), code_digest,
-                  token_digest, now],
-        ))
+        result = self._replace(address_id, code_digest, token_digest, now, ttl, op_id, None)
+        return result["status"] == "updated"
+
+    @_translate_errors
+    def resend(self, address_id, code_digest, token_digest, *, now, ttl, op_id, cooldown,
+               per_hour):
+        result = self._replace(address_id, code_digest, token_digest, now, ttl, op_id,
+                               (cooldown, per_hour))
+        return ResendResult(result["status"], int(result.get("retry_after") or 0),
+                            result.get("locale") or None)
 
     @_translate_errors
     def reserve_email(self, address_id, *, cooldown, per_hour, now, op_id=None):
@@ -242,6 +281,21 @@ class RedisStore(PendingStore):
         # Redis expires the records themselves; what is left is their index entries.
         now = time.time() if now is None else now
         return int(self.client.zremrangebyscore(self.index_key, "-inf", now))
+
+    @_translate_errors
+    def probe(self, now):
+        """PING, INFO and the pending count in one round trip (for /health)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.ping()
+        pipe.info()
+        pipe.zcount(self.index_key, now, "+inf")
+        started = time.perf_counter()
+        _pong, info, count = pipe.execute(raise_on_error=False)
+        latency = (time.perf_counter() - started) * 1000
+        if isinstance(count, Exception):
+            raise StoreUnavailable(f"redis: {count}")
+        facts = {} if isinstance(info, Exception) else {n: info.get(n) for n in INFO_FIELDS}
+        return latency, facts, int(count)
 
     @_translate_errors
     def ping(self):

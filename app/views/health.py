@@ -47,13 +47,11 @@ def health():
     code = 503 if status == "unhealthy" else 200
     if not authorised():
         return jsonify({"status": status}), code
-    stats = manager.get_stats()
     body = {
         "status": status,
         "version": __version__,
         "redis": checked["redis"],
-        "pending_registrations": {"total": stats["total"], "backend": stats["backend"],
-                                  "redis_connected": stats["redis_connected"]},
+        "pending_registrations": checked["pending_registrations"],
         "database": database,
         "mail": current_app.extensions["mail_status"].as_dict(),
     }
