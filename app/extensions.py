@@ -11,7 +11,9 @@ class Base(DeclarativeBase):
     """Declarative base for the models."""
 
 
-db = SQLAlchemy(model_class=Base)
+# pool_pre_ping: a pooled connection the database dropped (restart, failover) is replaced before
+# use, instead of failing the first request after the database is back (SPEC 7).
+db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
 csrf = CSRFProtect()
 mail = Mail()
 babel = Babel()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, Integer, String, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -51,7 +51,13 @@ def init_app(app) -> None:
             event.listen(db.engine, "connect", _sqlite_pragmas)
             db.engine.dispose()  # so every pooled connection gets the pragmas
         try:
-            db.create_all()
+            try:
+                db.create_all()
+            except (IntegrityError, ProgrammingError):
+                # gunicorn workers start together: another one created the table between this
+                # one's check and its CREATE (PostgreSQL reports a unique violation on pg_type).
+                # Checking again finds the table.
+                db.create_all()
         except OperationalError as exc:
             # Start anyway: /health reports the database, and promotion answers 503 until it is back.
             app.logger.error("users database unavailable at start-up: %s", exc.__class__.__name__)
