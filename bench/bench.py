@@ -311,11 +311,28 @@ def _fill(store, count: int, ttl: int = 86400) -> None:
             updated_at=now, expires_at=now + ttl, address_id=aid)
         mapping = reg.to_mapping()
         flat = [x for pair in mapping.items() for x in pair]
-        script(keys=[store.key("pending", aid), store.index_key, store.key("token", reg.token_digest)],
-               args=[ttl * 1000, now + ttl, aid, store.key("token", ""), *flat], client=pipe)
+        script(keys=[store.key("pending", aid), store.index_key,
+                     store.key("token", reg.token_digest), store.key("op", "fill", aid),
+                     *store._allowance_keys(aid)],
+               args=[ttl * 1000, now + ttl, aid, store.key("token", ""), 0, 0, 0, *flat],
+               client=pipe)
         if i % 2000 == 1999:
             pipe.execute()
     pipe.execute()
+    # Each save leaves a retry marker that expires after 120 s; measure the steady state.
+    for keys in _batches(store.client.scan_iter(match=store.key("op", "fill", "*"), count=5000)):
+        store.client.delete(*keys)
+
+
+def _batches(iterable, size=5000):
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def stats_scale(ctx) -> dict:

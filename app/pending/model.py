@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+HASH_TAIL = "password_hash_digest"
+
+
 class StoreUnavailable(Exception):
     """The backing store cannot be reached; every backend raises only this for outages."""
 
@@ -30,19 +33,33 @@ class PendingRegistration:
                "expires_at": float, "code_attempts": int}
 
     def to_mapping(self) -> dict[str, str]:
-        """Flatten into string fields for a Redis hash."""
-        return {k: str(v) for k, v in asdict(self).items()}
+        """Flatten into string fields for a Redis hash.
+
+        Redis keeps a small hash in a compact listpack only while every value is at most
+        64 bytes (hash-max-listpack-value); an argon2 hash is about 97, which would turn the
+        record into a hash table several times larger. So it is stored in two fields: the
+        parameters and salt, and the digest.
+        """
+        mapping = {k: str(v) for k, v in asdict(self).items()}
+        head, _, tail = self.password_hash.rpartition("$")
+        if len(self.password_hash) > 64 and head:
+            mapping["password_hash"], mapping[HASH_TAIL] = head, tail
+        return mapping
 
     @classmethod
     def from_mapping(cls, mapping) -> "PendingRegistration":
         """Rebuild from a hash (bytes or str values), ignoring bookkeeping fields."""
         names = {f.name for f in fields(cls)}
-        data = {}
+        data, tail = {}, None
         for key, value in mapping.items():
             key = key.decode() if isinstance(key, bytes) else key
             value = value.decode() if isinstance(value, bytes) else value
             if key in names:
                 data[key] = cls.NUMBERS.get(key, str)(value)
+            elif key == HASH_TAIL:
+                tail = value
+        if tail is not None:
+            data["password_hash"] = f"{data['password_hash']}${tail}"
         return cls(**data)
 
 
