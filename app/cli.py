@@ -1,15 +1,19 @@
-"""`flask --app wsgi` commands: init-db, pending stats|cleanup, check-redis."""
+"""`flask --app wsgi` commands: init-db, pending stats|cleanup, check-redis, backup, restore-db."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from pathlib import Path
 
 import click
+import redis
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from .backup import (BackupError, PartResult, backup_redis, backup_users_db, restore_users_db,
+                     sqlite_path)
 from .extensions import db
 from .pending import PendingRegistration, StoreUnavailable, get_manager
 from .pending.manager import Limits, PendingRegistrationManager
@@ -145,8 +149,117 @@ def check_redis():
     sys.exit(1 if failed else 0)
 
 
+def _new_backup_folder(directory: Path) -> Path:
+    """DIRECTORY/signup-backup-<UTC time>/, never one that exists already."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for attempt in range(100):
+        folder = directory / (f"signup-backup-{stamp}" + (f"-{attempt}" if attempt else ""))
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise click.ClickException(f"could not create a new backup folder in {directory}")
+
+
+def _backup_redis_part(config, redis_url, folder: Path, timeout: float) -> PartResult:
+    """The Redis half of `backup`: the configured Redis, or the one --redis-url names."""
+    memory = config["REDIS_URL"].startswith("memory:") and not config["REDIS_SENTINELS"]
+    if memory and not redis_url:
+        return PartResult("redis", "ok", "REDIS_URL is memory://: pending registrations live "
+                                         "only in the running process, nothing to back up")
+    from .pending.redis_store import build_client
+
+    client = build_client(redis_url or config["REDIS_URL"], timeout=config["REDIS_TIMEOUT"],
+                          sentinels=None if redis_url else config["REDIS_SENTINELS"],
+                          sentinel_master=config["REDIS_SENTINEL_MASTER"])
+    try:
+        return backup_redis(client, folder, timeout)
+    except BackupError as exc:
+        return PartResult("redis", "failed", str(exc))
+    except redis.exceptions.RedisError as exc:
+        return PartResult("redis", "failed", f"{exc.__class__.__name__}: {exc}")
+    finally:
+        client.close()
+
+
+@click.command("backup")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--redis-url", metavar="URL",
+              help="The Redis to snapshot, as a user allowed CONFIG GET, BGSAVE, LASTSAVE and "
+                   "INFO (e.g. redis://admin:<password>@127.0.0.1:6379/0). Default: REDIS_URL.")
+@click.option("--no-redis", is_flag=True, help="Back up the users database only.")
+@click.option("--no-db", is_flag=True,
+              help="Back up Redis only (a PostgreSQL users database is backed up with pg_dump).")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for Redis' snapshot.")
+@with_appcontext
+def backup(directory, redis_url, no_redis, no_db, timeout):
+    """Copy the users database and Redis' snapshot into DIRECTORY/signup-backup-<time>/.
+
+    Exits 0 when every part asked for was copied, 1 when one failed or had to be skipped.
+    """
+    from . import __version__
+
+    config = current_app.config
+    folder = _new_backup_folder(directory)
+    results = []
+    if not no_db:
+        try:
+            results.append(backup_users_db(db.engine.url.render_as_string(hide_password=False),
+                                           folder))
+        except BackupError as exc:
+            results.append(PartResult("users database", "failed", str(exc)))
+    if not no_redis:
+        results.append(_backup_redis_part(config, redis_url, folder, timeout))
+    manifest = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "version": __version__, "parts": {r.name: r.as_dict() for r in results}}
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    for result in results:
+        label = "ok" if result.status == "ok" else result.status.upper()
+        click.echo(f"{result.name}: {label} ({result.detail})")
+    click.echo(f"backup written to {folder}")
+    if any(result.name == "users database" and result.status == "ok" for result in results):
+        click.echo(f"restore the users with: flask --app wsgi restore-db {folder / 'users.db'}")
+    if any(result.status != "ok" for result in results):
+        click.echo("backup: INCOMPLETE (see above)")
+        sys.exit(1)
+
+
+@click.command("restore-db")
+@click.argument("backup_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Replace the database without asking.")
+@with_appcontext
+def restore_db(backup_file, yes):
+    """Replace the SQLite users database with BACKUP_FILE (a backup's users.db).
+
+    Stop the site first. What is replaced is kept beside it as <name>.before-restore-<time>.
+    """
+    url = db.engine.url.render_as_string(hide_password=False)
+    try:
+        path = sqlite_path(url)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not yes:
+        click.confirm(f"Replace the users database {path} with {backup_file}?", abort=True)
+    # Drop pooled connections: they would keep reading the file being replaced.
+    db.session.remove()
+    db.engine.dispose()
+    try:
+        users, safety = restore_users_db(backup_file, url)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.engine.dispose()
+    if safety:
+        click.echo(f"the database it replaced is kept as {safety}")
+    click.echo(f"restored {users} users into {path}")
+
+
 def init_app(app) -> None:
     """Register the commands."""
     app.cli.add_command(init_db)
     app.cli.add_command(pending_cli)
     app.cli.add_command(check_redis)
+    app.cli.add_command(backup)
+    app.cli.add_command(restore_db)

@@ -91,6 +91,11 @@ def _sentinels(name, raw):
 def _database_url(name, raw):
     if "://" not in raw:
         raise ConfigError(name, f"expected an SQLAlchemy URL such as sqlite:///path, got {raw!r}")
+    scheme, rest = raw.split("://", 1)
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which is not installed: name the
+    # driver requirements.txt brings (psycopg2). postgres:// is the spelling many hosts give.
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg2://{rest}"
     return raw
 
 
@@ -235,6 +240,8 @@ def load_config(environ=None, overrides=None, instance_path: Path = INSTANCE_PAT
     config.setdefault("WTF_CSRF_SSL_STRICT", False)
     config.setdefault("BABEL_DEFAULT_LOCALE", "en")
     config.setdefault("LANGUAGES", ["en", "tr"])
+    # translations/ sits at the top level beside templates/ (Flask-Babel looks under app/).
+    config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PROJECT_ROOT / "translations"))
     # argon2id at argon2-cffi's defaults; TestConfig lowers these.
     config.setdefault("ARGON2_TIME_COST", 3)
     config.setdefault("ARGON2_MEMORY_COST", 65536)

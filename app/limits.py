@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit
+
 from flask import current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -29,6 +31,26 @@ def storage_uri(config) -> str:
     return url
 
 
+def storage_options(config) -> dict:
+    """Options for the `limits` storage: our key prefix, timeouts, and the Sentinel master's
+    credentials (REDIS_URL's user and password; the sentinels themselves are asked without)."""
+    if config["RATELIMIT_STORAGE_URI"].startswith("memory"):
+        return {}
+    options = {
+        "key_prefix": config["REDIS_KEY_PREFIX"] + "ratelimit",
+        "socket_timeout": config["REDIS_TIMEOUT"],
+        "socket_connect_timeout": config["REDIS_TIMEOUT"],
+    }
+    if config["REDIS_SENTINELS"]:
+        parts = urlsplit(config["REDIS_URL"])
+        if parts.username:
+            options["username"] = unquote(parts.username)
+        if parts.password:
+            options["password"] = unquote(parts.password)
+        options["sentinel_kwargs"] = {"username": None, "password": None}
+    return options
+
+
 def _limit_for(variable: str):
     return lambda: current_app.config[variable]
 
@@ -43,11 +65,7 @@ def init_app(app) -> None:
     """Bind the limiter to the app's Redis and put each endpoint's limit on its POSTs."""
     config = app.config
     config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(config))
-    config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
-        "key_prefix": config["REDIS_KEY_PREFIX"] + "ratelimit",
-        "socket_timeout": config["REDIS_TIMEOUT"],
-        "socket_connect_timeout": config["REDIS_TIMEOUT"],
-    } if not config["RATELIMIT_STORAGE_URI"].startswith("memory") else {})
+    config.setdefault("RATELIMIT_STORAGE_OPTIONS", storage_options(config))
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     # One limiter per app rather than a shared unbound one: limits are attached to views by
     # name inside the limiter, and a shared instance would collect them once per app built.
