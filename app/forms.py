@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from flask_babel import lazy_gettext as _l
+from flask_babel import gettext as _, lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
+from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
+from wtforms.widgets import Input, PasswordInput
 
 from .security import has_forbidden_characters, normalise_code
 
@@ -37,6 +38,7 @@ class EmailField(StringField):
     """A text field whose `data` becomes the normalised address once validated."""
 
     def pre_validate(self, form):
+        """Required, valid, and normalised into `self.normalised`."""
         if not self.data:
             raise ValidationError(_l("Enter your email address."))
         try:
@@ -45,18 +47,52 @@ class EmailField(StringField):
             raise ValidationError(str(exc)) from None
 
 
+class KeptPasswordInput(PasswordInput):
+    """A password input that shows its value again only when the view sets `field.keep_value`.
+
+    Used on one page alone: the typo question after an otherwise valid signup, so the person
+    does not have to type both passwords again to answer it. Every other page (errors included)
+    renders password inputs empty, as usual.
+    """
+
+    def __init__(self):
+        super().__init__(hide_value=True)
+
+    def __call__(self, field, **kwargs):
+        if getattr(field, "keep_value", False) and field.data:
+            kwargs["value"] = field.data
+            return Input.__call__(self, field, **kwargs)  # PasswordInput would blank it
+        return super().__call__(field, **kwargs)
+
+
+def password_problem_message(problem: str, min_length: int) -> str:
+    """The person's-language text for one of `Passwords.problems()`' reasons."""
+    if problem.startswith("Use at least"):
+        return _("Use at least %(n)d characters.", n=min_length)
+    if problem.startswith("Use at most"):
+        return _("Use at most 128 characters.")
+    if "email address" in problem:
+        return _("Don't use your email address as your password.")
+    if "too common" in problem:
+        return _("This password is too common: it is on lists that attackers try first.")
+    return problem
+
+
 class SignupForm(FlaskForm):
-    """email, password, confirm, optional name."""
+    """email, password, confirm, optional name; `typed_email` confirms an address kept as typed."""
 
     email = EmailField(_l("Email address"))
-    password = PasswordField(_l("Password"), validators=[
+    password = PasswordField(_l("Password"), widget=KeptPasswordInput(), validators=[
         DataRequired(_l("Choose a password.")),
         Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
-    confirm = PasswordField(_l("Repeat the password"), validators=[
+    confirm = PasswordField(_l("Repeat the password"), widget=KeptPasswordInput(), validators=[
         DataRequired(_l("Type the password again.")),
         EqualTo("password", message=_l("The two passwords are not the same."))])
     name = StringField(_l("Name (optional)"), validators=[
         Optional(), Length(max=MAX_NAME_LENGTH, message=_l("Use at most 100 characters."))])
+    # Set on the typo question: the address the person was asked about. Submitting it again
+    # unchanged means "keep what I typed", so the question is not asked twice.
+    typed_email = HiddenField()
 
     def validate_name(self, field):
         """No control, format or line-separator characters in a name."""
@@ -66,9 +102,11 @@ class SignupForm(FlaskForm):
     def validate_password(self, field):
         """Length, common-password and same-as-email checks (no composition rules)."""
         email = getattr(self.email, "normalised", "")
-        problems = current_app.extensions["passwords"].problems(field.data or "", email)
+        rules = current_app.extensions["passwords"]
+        problems = rules.problems(field.data or "", email)
         if problems:
-            raise ValidationError(problems[0])
+            # The rules live in security.py in English; the person reads them in their language.
+            raise ValidationError(password_problem_message(problems[0], rules.min_length))
 
 
 class VerifyForm(FlaskForm):
@@ -77,7 +115,7 @@ class VerifyForm(FlaskForm):
     email = EmailField(_l("Email address"))
     code = StringField(_l("Verification code"))
     password = PasswordField(_l("Password chosen at signup"), validators=[
-        Optional(), Length(max=MAX_PASSWORD_LENGTH)])
+        Optional(), Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
     def validate_code(self, field):
         """Exactly 6 ASCII digits once spaces and dashes are removed."""
@@ -91,7 +129,7 @@ class LinkForm(FlaskForm):
     """The confirm button of the emailed link, with the password for another browser."""
 
     password = PasswordField(_l("Password chosen at signup"), validators=[
-        Optional(), Length(max=MAX_PASSWORD_LENGTH)])
+        Optional(), Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
 class ResendForm(FlaskForm):
@@ -105,8 +143,16 @@ class LoginForm(FlaskForm):
 
     email = EmailField(_l("Email address"))
     password = PasswordField(_l("Password"), validators=[
-        DataRequired(_l("Enter your password.")), Length(max=MAX_PASSWORD_LENGTH)])
+        DataRequired(_l("Enter your password.")),
+        Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
 class LogoutForm(FlaskForm):
     """Only the CSRF token: signing out is a POST."""
+
+
+class LanguageForm(FlaskForm):
+    """The language switcher: the chosen language and the page to go back to."""
+
+    lang = StringField()
+    next = HiddenField()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import render_template, session
+import math
+import time
+
+from flask import current_app, render_template, session
 from flask_babel import gettext as _
 
 from ..security import mask_email
@@ -22,10 +25,34 @@ def unavailable(template: str, form, **context):
     return render_form(template, 503, {"Retry-After": "30"}, form=form, **context)
 
 
-def remember_signup(email: str) -> None:
-    """Mark this browser as the one that signed up with `email`."""
+def remember_signup(email: str, started: float) -> None:
+    """Mark this browser as the one that signed up with `email`, and when it started."""
     session["signup_email"] = email
     session["last_email"] = email
+    # /verify/status reports "verified" only for an account created after this moment, so an
+    # address that already had an account looks exactly like one still waiting (SPEC 3).
+    session["signup_at"] = started
+
+
+def remember_email_allowance(email: str, retry_after: int = 0) -> None:
+    """Remember when this browser may next ask for an email to `email` (the resend countdown).
+
+    Every signup or resend takes one email from the address's allowance, whatever the branch,
+    so this tells the browser nothing it did not already know.
+    """
+    wait = retry_after or current_app.config["RESEND_COOLDOWN_SECONDS"]
+    session["next_email_at"] = {"email": email, "at": time.time() + wait}
+
+
+def seconds_until_resend(email: str | None) -> int:
+    """Seconds this browser should wait before asking for another email to `email` (0: now)."""
+    remembered = session.get("next_email_at")
+    if not email or not isinstance(remembered, dict) or remembered.get("email") != email:
+        return 0
+    try:
+        return max(0, math.ceil(float(remembered.get("at", 0)) - time.time()))
+    except (TypeError, ValueError):
+        return 0
 
 
 def masked(email: str | None) -> str | None:

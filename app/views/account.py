@@ -37,6 +37,8 @@ def current_user() -> User | None:
 def login():
     """Sign in with a verified account."""
     form = LoginForm()
+    if not form.is_submitted():
+        form.email.data = session.get("last_email")  # just verified elsewhere, or signed out
     if not form.validate_on_submit():
         return render_form("account/login.html", 400 if form.is_submitted() else 200, form=form)
     try:

@@ -1,33 +1,66 @@
-"""The signup form."""
+"""The signup form, with a typo question before anything is stored."""
 
-from flask import Blueprint, flash, redirect, url_for
-from flask_babel import get_locale, gettext as _
+import time
 
-from .. import accounts
-from ..forms import SignupForm
+from flask import Blueprint, flash, redirect, request, url_for
+from flask_babel import get_locale, gettext as _, ngettext
+
+from .. import accounts, typos
+from ..forms import SignupForm, normalise_email
 from ..pending import StoreUnavailable
-from . import remember_signup, render_form, unavailable
+from . import remember_email_allowance, remember_signup, render_form, unavailable
 
 bp = Blueprint("signup", __name__)
 TEMPLATE = "signup/signup.html"
+
+
+def apply_suggestion(form: SignupForm) -> None:
+    """"Use the suggestion": swap in the corrected address, unless the person edited the field.
+
+    The suggestion is computed again here rather than taken from the request, so the button
+    can only ever choose the hint the server offered for what was typed.
+    """
+    if request.form.get("choice") != "suggested":
+        return
+    typed = form.typed_email.data or ""
+    try:
+        current = normalise_email(form.email.data or "")
+    except ValueError:
+        return
+    suggestion = typos.suggest(typed)
+    if current == typed and suggestion:
+        form.email.data = suggestion
 
 
 @bp.route("/signup", methods=["GET", "POST"])
 def signup():
     """Show the form; on a valid POST store the pending registration and email the code."""
     form = SignupForm()
+    if form.is_submitted():
+        apply_suggestion(form)
     if not form.validate_on_submit():
         return render_form(TEMPLATE, 400 if form.is_submitted() else 200, form=form)
     email = form.email.normalised
+    suggestion = typos.suggest(email)
+    if suggestion and form.typed_email.data != email:
+        # A question, not an error: 200, and nothing is stored until the person answers. The
+        # passwords are shown again (only here, on a no-store page) so answering is one press.
+        form.typed_email.data = email
+        form.password.keep_value = form.confirm.keep_value = True
+        return render_form(TEMPLATE, 200, form=form, suggestion=suggestion)
+    started = time.time()
     try:
         outcome = accounts.signup(email, form.password.data, (form.name.data or "").strip(),
                                   str(get_locale()))
     except (StoreUnavailable, accounts.DatabaseUnavailable):
         return unavailable(TEMPLATE, form)
-    remember_signup(email)
+    remember_signup(email, started)
+    remember_email_allowance(email, outcome.retry_after)
     if outcome.retry_after:
-        flash(_("We have emailed this address recently. You can ask for a new code in "
-                "%(seconds)d seconds.", seconds=outcome.retry_after), "warning")
+        flash(ngettext("We have emailed this address recently. You can ask for a new code in "
+                       "%(num)d second.",
+                       "We have emailed this address recently. You can ask for a new code in "
+                       "%(num)d seconds.", outcome.retry_after), "warning")
     elif not outcome.email_sent:
         flash(_("We could not send the email just now. Your registration is saved: ask for a "
                 "new code in a moment."), "error")

@@ -1,25 +1,58 @@
-"""Verification by code (`/verify`) and by the emailed link (`/verify/<token>`)."""
+"""Verification by code (`/verify`), by the emailed link (`/verify/<token>`), and the waiting
+page's status check (`/verify/status`, `/verify/done`)."""
 
-from flask import Blueprint, current_app, flash, redirect, session, url_for
+from datetime import timezone
+
+from flask import (Blueprint, current_app, flash, jsonify, redirect, render_template, session,
+                   url_for)
 from flask_babel import gettext as _, ngettext
 
 from .. import accounts
-from ..forms import LinkForm, VerifyForm
+from ..forms import LinkForm, ResendForm, VerifyForm
 from ..pending import StoreUnavailable, get_manager
-from . import masked, render_form, unavailable
+from . import masked, render_form, seconds_until_resend, unavailable
 from .account import sign_in
 
 bp = Blueprint("verify", __name__)
 CODE_TEMPLATE = "verify/verify.html"
 LINK_TEMPLATE = "verify/link.html"
 INVALID_LINK_TEMPLATE = "verify/link_invalid.html"
+DONE_TEMPLATE = "verify/done.html"
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 
 
 def _code_page_context(email):
+    """What the code page shows around its form: where the code went, resend, the watcher."""
     cfg = current_app.config
+    same_browser = bool(email) and session.get("signup_email") == email
+    resend_form = ResendForm(formdata=None, data={"email": email}) if email else None
     return {"masked_email": masked(email), "code_minutes": cfg["CODE_TTL_SECONDS"] // 60,
-            "same_browser": bool(email) and session.get("signup_email") == email}
+            "same_browser": same_browser, "resend_form": resend_form,
+            "resend_wait": seconds_until_resend(email),
+            # Only the browser that signed up waits for a verification made elsewhere.
+            "watch_status": same_browser}
+
+
+def signup_status() -> str:
+    """"none", "pending" or "verified" for this browser's own signup, never another address.
+
+    Only the address this session signed up with is looked up, and "verified" means an account
+    for it was created after this browser's signup. An address that already had an account
+    stays "pending" like one that is still waiting, so the answer tells nothing the signup
+    itself did not (SPEC 3: no enumeration). One users-table lookup in every case, so the time
+    taken does not tell the cases apart either.
+    """
+    email = session.get("signup_email")
+    started = session.get("signup_at")
+    if not email or not isinstance(started, (int, float)):
+        return "none"
+    user = accounts.find_user(email)
+    if user is None:
+        return "pending"
+    verified_at = user.verified_at
+    if verified_at.tzinfo is None:  # SQLite returns naive UTC datetimes
+        verified_at = verified_at.replace(tzinfo=timezone.utc)
+    return "verified" if verified_at.timestamp() >= started else "pending"
 
 
 def _finish(result, form, template, headers=None, **context):
@@ -89,6 +122,29 @@ def verify():
     except (StoreUnavailable, accounts.DatabaseUnavailable):
         return unavailable(CODE_TEMPLATE, form, **context)
     return _finish(result, form, CODE_TEMPLATE, **context)
+
+
+@bp.get("/verify/status")
+def status():
+    """JSON for the waiting /verify page: has this browser's signup been verified elsewhere?"""
+    try:
+        state = signup_status()
+    except accounts.DatabaseUnavailable:
+        return jsonify({"status": "unavailable"}), 503, {"Retry-After": "30"}
+    return jsonify({"status": state})
+
+
+@bp.get("/verify/done")
+def done():
+    """Where the waiting page goes once the registration was verified on another device."""
+    try:
+        state = signup_status()
+    except accounts.DatabaseUnavailable:
+        state = "unavailable"
+    if state != "verified":
+        return redirect(url_for("verify.verify"))
+    # Not signed in here: this browser proved nothing (the code or link was used elsewhere).
+    return render_template(DONE_TEMPLATE, masked_email=masked(session.get("signup_email")))
 
 
 @bp.route("/verify/<token>", methods=["GET", "POST"])
