@@ -98,6 +98,27 @@ def redis_app(make_app, redis_url):
     return make_app(REDIS_URL=redis_url)
 
 
+BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """The pending store (and limiter storage) under test: "memory" or "redis"."""
+    return request.param
+
+
+@pytest.fixture
+def build(backend, make_app, request):
+    """make_app on the parametrised backend (the real redis-server for "redis")."""
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+        return lambda **overrides: make_app(REDIS_URL=url, **overrides)
+    return make_app
+
+
 @pytest.fixture
 def client(app):
     """A test client (one browser)."""

@@ -25,28 +25,8 @@ from .helpers import code_from, csrf_token, free_port, link_from, path_of, text_
 EMAIL = "ada@example.com"
 OTHER_PASSWORD = "a different long passphrase"
 
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis),
-]
-
 
 # -- fixtures ---------------------------------------------------------------------------------
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    """The pending store under test: "memory" or "redis"."""
-    return request.param
-
-
-@pytest.fixture
-def build(backend, make_app, request):
-    """make_app on the parametrised backend (the real redis-server for "redis")."""
-    if backend == "redis":
-        url = request.getfixturevalue("redis_url")
-        return lambda **overrides: make_app(REDIS_URL=url, **overrides)
-    return make_app
-
-
 @pytest.fixture
 def flow_app(build):
     """The app with the default test settings on the parametrised backend."""

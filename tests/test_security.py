@@ -41,28 +41,8 @@ BASE_URL = "https://signup.example.org"
 TOO_MANY = "Too many attempts"
 CSRF_MESSAGE = "not sent from this site"
 
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis),
-]
-
 
 # -- fixtures ---------------------------------------------------------------------------------
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    """The pending store and limiter storage under test: "memory" or "redis"."""
-    return request.param
-
-
-@pytest.fixture
-def build(backend, make_app, request):
-    """make_app on the parametrised backend (the real redis-server for "redis")."""
-    if backend == "redis":
-        url = request.getfixturevalue("redis_url")
-        return lambda **overrides: make_app(REDIS_URL=url, **overrides)
-    return make_app
-
-
 # -- helpers ----------------------------------------------------------------------------------
 def location(response) -> str:
     """The path a redirect points at."""

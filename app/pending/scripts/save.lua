@@ -1,4 +1,5 @@
 --! include _allowance
+--! include _write_record
 -- Create or replace a pending registration, its token lookup and its index entry, and (for a
 -- signup) take an email from the address's allowance in the same step.
 -- KEYS: pending hash, index zset, new token key, op result key, cooldown key, hourly key
@@ -7,17 +8,7 @@
 -- Returns 0, or the seconds to wait before an email may be sent (the record is stored anyway).
 local prev = redis.call('GET', KEYS[4])
 if prev then return tonumber(prev) end
-local old = redis.call('HGET', KEYS[1], 'token_digest')
-if old and (ARGV[4] .. old) ~= KEYS[3] then
-  redis.call('DEL', ARGV[4] .. old)
-end
-redis.call('DEL', KEYS[1])
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+write_record(8)
 local wait = 0
 if ARGV[5] == '1' then
   wait = take_allowance(KEYS[5], KEYS[6], tonumber(ARGV[6]), tonumber(ARGV[7]))
