@@ -50,7 +50,10 @@ test: $(VENV)/.dev translations node_modules/.stamp
 clean:
 	rm -rf $(VENV) .pytest_cache node_modules $(MO_FILES)
 
-bench: $(VENV)/.dev
+# The load generator is Debian's wrk (a separate process, not a Python loop in the server).
+bench: $(VENV)/.dev translations
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || \
+		{ echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/bench.py
 
 faults: $(VENV)/.dev
