@@ -28,6 +28,7 @@ class TimedConnection(Connection):
     """Flask-Mail's connection with a timeout on every SMTP operation (it sets none itself)."""
 
     def configure_host(self):
+        """Open the SMTP connection with MAIL_TIMEOUT on connect and every operation."""
         timeout = current_app.config["MAIL_TIMEOUT"]
         if self.mail.use_ssl:
             host = smtplib.SMTP_SSL(self.mail.server, self.mail.port, timeout=timeout)

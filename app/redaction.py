@@ -18,6 +18,7 @@ class RedactingFilter(logging.Filter):
     """A logging filter that redacts link tokens in a record's message and arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with tokens redacted; never drops a record."""
         if record.name.startswith("app.mail.devlog"):
             return True  # the development email backend exists to show the email
         message = record.getMessage()

@@ -40,6 +40,7 @@ class _Expiring(dict):
         return removed
 
     def get_live(self, key, now):
+        """The value if present and not expired (an expired entry is dropped)."""
         item = self.get(key)
         if item is None:
             return None
