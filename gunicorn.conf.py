@@ -8,10 +8,16 @@ import tempfile
 # and /metrics sums them. It must exist before prometheus_client is first imported (the app
 # package imports it, and this file imports the app's redaction helper), hence first. One folder
 # per gunicorn master, emptied at start so counters begin at zero.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                      os.path.join(tempfile.gettempdir(), f"signup-metrics-{os.getpid()}"))
-shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+# A folder the operator names is never removed: only the sample files in it are cleared.
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(
+        tempfile.gettempdir(), f"signup-metrics-{os.getpid()}")
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+    if _name.endswith(".db"):
+        os.remove(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name))
 
 from gunicorn.glogging import Logger  # noqa: E402
 
@@ -49,5 +55,6 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    """Remove the metrics folder when gunicorn stops."""
-    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    """Remove the metrics folder when gunicorn stops (only the one this file created)."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import socket
+import ssl
 import threading
 
 from flask import current_app, render_template
@@ -31,11 +32,13 @@ class TimedConnection(Connection):
         """Open the SMTP connection with MAIL_TIMEOUT on connect and every operation."""
         timeout = current_app.config["MAIL_TIMEOUT"]
         if self.mail.use_ssl:
-            host = smtplib.SMTP_SSL(self.mail.server, self.mail.port, timeout=timeout)
+            host = smtplib.SMTP_SSL(self.mail.server, self.mail.port, timeout=timeout,
+                                    context=ssl.create_default_context())
         else:
             host = smtplib.SMTP(self.mail.server, self.mail.port, timeout=timeout)
         if self.mail.use_tls:
-            host.starttls()
+            # smtplib verifies nothing by default: check the server's certificate and name.
+            host.starttls(context=ssl.create_default_context())
         if self.mail.username and self.mail.password:
             host.login(self.mail.username, self.mail.password)
         return host

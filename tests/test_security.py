@@ -931,3 +931,40 @@ def test_code_and_link_posts_share_the_verify_limit(make_app):
     third = client.post("/verify", data={"email": "a@example.com", "code": "123456"})
     assert third.status_code == 429
     assert "Please try again in 1 minute." in third.get_data(as_text=True)
+
+
+def test_language_switch_with_control_characters_in_next_goes_home(make_app):
+    """A `next` with CR/LF or a tab is refused (no 500, no header injection): back to /."""
+    app = make_app(WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    for target in ("/\r\nSet-Cookie: a=b", "/\tfoo", "/x\x7f"):
+        response = client.post("/lang", data={"lang": "tr", "next": target})
+        assert response.status_code == 303
+        assert response.headers["Location"] == "/"
+
+
+def test_smtp_tls_verifies_the_server_certificate(make_app, monkeypatch):
+    """STARTTLS and SMTPS are given a verifying SSL context (smtplib verifies nothing alone)."""
+    import smtplib
+    import ssl
+
+    from app.mail import TimedConnection
+
+    seen = {}
+
+    class FakeSMTP:
+        def __init__(self, *args, **kwargs):
+            seen["smtps_context"] = kwargs.get("context")
+
+        def starttls(self, context=None):
+            seen["starttls_context"] = context
+
+    monkeypatch.setattr(smtplib, "SMTP", FakeSMTP)
+    monkeypatch.setattr(smtplib, "SMTP_SSL", FakeSMTP)
+    for use_tls, use_ssl, key in ((True, False, "starttls_context"), (False, True, "smtps_context")):
+        app = make_app(MAIL_USE_TLS=use_tls, MAIL_USE_SSL=use_ssl)
+        with app.app_context():
+            TimedConnection(app.extensions["mail"]).configure_host()
+        context = seen[key]
+        assert isinstance(context, ssl.SSLContext)
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

@@ -127,13 +127,16 @@ class PendingRegistrationManager:
                     self.primary.ping()
                     self.recover()
                     delay = 1.0
-                except StoreUnavailable:
+                except Exception as exc:  # the probe must outlive any error, or memory is stuck
+                    if not isinstance(exc, StoreUnavailable):
+                        log.exception("recovery failed; retrying")
                     delay = min(delay * 2, PROBE_MAX_DELAY)
                 continue
             try:
                 self._drain()
-            except StoreUnavailable:
-                pass  # the next request that touches Redis switches to fallback again
+            except Exception as exc:  # the next request that fails switches to fallback again
+                if not isinstance(exc, StoreUnavailable):
+                    log.exception("draining the memory store failed; retrying")
             with self._state_lock:
                 if not self.primary_down and not self.uncertain:
                     self._probe_thread = None

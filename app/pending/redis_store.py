@@ -20,7 +20,8 @@ SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "release", "finish", "replace_code",
                 "reserve_email")
 # Replies that mean "Redis cannot serve now" rather than "this code has a bug".
-OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN")
+OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN", "BUSY",
+                  "TRYAGAIN")
 INFO_FIELDS = ("connected_clients", "used_memory_human", "uptime_in_seconds")
 
 

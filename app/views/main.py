@@ -18,7 +18,10 @@ def index():
 
 def safe_next(target: str | None) -> str:
     """A path on this site to go back to; anything else (another host, //evil) becomes /."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    # Control characters (CR/LF, tab) would either be stripped by urlsplit or break the
+    # Location header: such a target is refused outright.
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)):
         return url_for("main.index")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
