@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -72,7 +73,8 @@ def _mail_context(email: str, code: str | None, token: str | None) -> dict:
     return context
 
 
-def signup(email: str, password: str, name: str, locale: str) -> SignupOutcome:
+def signup(email: str, password: str, name: str, locale: str,
+           browser_key: str = "") -> SignupOutcome:
     """Store (or replace) a pending registration and email its code; same answer for all.
 
     A verified address gets a "you already have an account" email instead, and nothing is
@@ -96,6 +98,7 @@ def signup(email: str, password: str, name: str, locale: str) -> SignupOutcome:
         email=email, password_hash=password_hash, name=name, locale=locale,
         code_digest=manager.digester.code_digests(address_id, code)[0],
         token_digest=manager.digester.token_digests(token)[0],
+        browser_digest=manager.digester.browser_digests(browser_key)[0] if browser_key else "",
         code_issued_at=now, created_at=now, updated_at=now,
         expires_at=now + manager.limits.pending_ttl,
     )
@@ -157,29 +160,43 @@ def promote(reg: PendingRegistration) -> User:
         raise DatabaseUnavailable(exc.__class__.__name__) from exc
 
 
-def completion_check(signup_email: str | None, password: str | None):
+def same_browser(reg: PendingRegistration, signup_email: str | None,
+                 browser_key: str | None) -> bool:
+    """True when this browser signed up *this* registration (not merely the same address).
+
+    A later signup for the address (by anyone) replaces the record and its browser digest, so
+    the first browser then has to give the password like any other.
+    """
+    if not (signup_email and browser_key and reg.email == signup_email and reg.browser_digest):
+        return False
+    return any(hmac.compare_digest(reg.browser_digest, digest)
+               for digest in get_manager().digester.browser_digests(browser_key))
+
+
+def completion_check(signup_email: str | None, password: str | None,
+                     browser_key: str | None = None):
     """Who may complete: the signing-up browser as it is, any other with the signup password."""
 
     def check(reg: PendingRegistration) -> bool:
-        if signup_email and reg.email == signup_email:
+        if same_browser(reg, signup_email, browser_key):
             return True
         return bool(password) and passwords().verify(reg.password_hash, password)
 
     return check
 
 
-def verify_code(email: str, code: str, *, signup_email=None, password=None):
+def verify_code(email: str, code: str, *, signup_email=None, password=None, browser_key=None):
     """Verify by code; another browser than the signing-up one must give the password too."""
     result = get_manager().verify_and_remove(
-        email, code, promote, check=completion_check(signup_email, password))
+        email, code, promote, check=completion_check(signup_email, password, browser_key))
     metrics.record_check(result.status, "code")
     return result
 
 
-def verify_link(token: str, *, signup_email=None, password=None):
+def verify_link(token: str, *, signup_email=None, password=None, browser_key=None):
     """Verify by link token, with the same claim/promote/delete sequence as a code."""
     result = get_manager().verify_link_and_remove(
-        token, promote, check=completion_check(signup_email, password))
+        token, promote, check=completion_check(signup_email, password, browser_key))
     metrics.record_check(result.status, "link")
     return result
 

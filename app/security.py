@@ -68,6 +68,10 @@ class Digester:
         """Digests of a code under every key; the first is the one to store."""
         return [self._digest(k, "code:" + address_id, code) for k in self.keys]
 
+    def browser_digests(self, browser_key: str) -> list[str]:
+        """Digests of a signing-up browser's key under every key; the first is stored."""
+        return [self._digest(k, "browser", browser_key) for k in self.keys]
+
     def token_digests(self, token: str) -> list[str]:
         """Digests of a link token under every key; the first is the one to store."""
         return [self._digest(k, "token", token) for k in self.keys]

@@ -968,3 +968,29 @@ def test_smtp_tls_verifies_the_server_certificate(make_app, monkeypatch):
         context = seen[key]
         assert isinstance(context, ssl.SSLContext)
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_later_signup_by_someone_else_takes_away_the_first_browsers_shortcut(make_app, smtp):
+    """Victim signs up; an attacker signs up the same address with their own password: the
+    victim's browser can no longer complete with the code alone (no account with the
+    attacker's password), and finishing needs the password of the signup now pending."""
+    from .conftest import SignupActions
+
+    app = make_app()
+    victim = SignupActions(app.test_client(), smtp)
+    attacker = SignupActions(app.test_client(), smtp)
+    assert victim.signup("target@example.com", password="victim passphrase one").status_code == 303
+    assert attacker.signup("target@example.com",
+                           password="attacker passphrase two").status_code == 303
+    code = victim.code_for("target@example.com", count=2)
+    refused = victim.verify("target@example.com", code)
+    assert refused.status_code == 400
+    assert 'name="password"' in refused.get_data(as_text=True)
+    assert victim.client.get("/account").status_code == 302  # not signed in
+    assert attacker.login("target@example.com", "attacker passphrase two").status_code == 400
+    link = victim.link_for("target@example.com", count=2)
+    page = victim.open_link(link)
+    assert 'name="password"' in page.get_data(as_text=True)
+    # With the password of the pending signup (which the victim does not know) it completes.
+    assert victim.verify("target@example.com", code,
+                         password="victim passphrase one").status_code == 400

@@ -28,6 +28,9 @@ class PendingRegistration:
     locale: str = "en"
     code_attempts: int = 0
     address_id: str = ""
+    # Digest of a random key kept in the signing-up browser's session: "the browser that
+    # signed up" means this registration's browser, not any browser that once used the address.
+    browser_digest: str = ""
 
     NUMBERS = {"code_issued_at": float, "created_at": float, "updated_at": float,
                "expires_at": float, "code_attempts": int}

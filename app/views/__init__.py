@@ -25,9 +25,10 @@ def unavailable(template: str, form, **context):
     return render_form(template, 503, {"Retry-After": "30"}, form=form, **context)
 
 
-def remember_signup(email: str, started: float) -> None:
+def remember_signup(email: str, started: float, browser_key: str) -> None:
     """Mark this browser as the one that signed up with `email`, and when it started."""
     session["signup_email"] = email
+    session["signup_key"] = browser_key  # its digest is stored with the registration
     session["last_email"] = email
     # /verify/status reports "verified" only for an account created after this moment, so an
     # address that already had an account looks exactly like one still waiting (SPEC 3).

@@ -1,5 +1,6 @@
 """The signup form, with a typo question before anything is stored."""
 
+import secrets
 import time
 
 from flask import Blueprint, flash, redirect, request, url_for
@@ -49,12 +50,13 @@ def signup():
         form.password.keep_value = form.confirm.keep_value = True
         return render_form(TEMPLATE, 200, form=form, suggestion=suggestion)
     started = time.time()
+    browser_key = secrets.token_urlsafe(16)
     try:
         outcome = accounts.signup(email, form.password.data, (form.name.data or "").strip(),
-                                  str(get_locale()))
+                                  str(get_locale()), browser_key)
     except (StoreUnavailable, accounts.DatabaseUnavailable):
         return unavailable(TEMPLATE, form)
-    remember_signup(email, started)
+    remember_signup(email, started, browser_key)
     remember_email_allowance(email, outcome.retry_after)
     if outcome.retry_after:
         flash(ngettext("We have emailed this address recently. You can ask for a new code in "

@@ -73,6 +73,9 @@ def _finish(result, form, template, headers=None, **context):
             message += " " + _("Attempts left: %(n)d.", n=result.attempts_left)
     elif result.status == "wrong_password":
         field = form.password
+        # The address was signed up again (perhaps by someone else) since this browser did:
+        # it has to give that signup's password now, so the field is shown.
+        context["same_browser"] = False
         message = _("That is not the password chosen at signup. Enter it to finish on this "
                     "device, or use the browser you signed up with.")
     elif result.status == "code_dead":
@@ -118,6 +121,7 @@ def verify():
     try:
         result = accounts.verify_code(email, form.normalised_code,
                                       signup_email=session.get("signup_email"),
+                                      browser_key=session.get("signup_key"),
                                       password=form.password.data or None)
     except (StoreUnavailable, accounts.DatabaseUnavailable):
         return unavailable(CODE_TEMPLATE, form, **context)
@@ -159,7 +163,8 @@ def link(token):
         if get_manager().uncertain:
             return unavailable(LINK_TEMPLATE, form, masked_email=None, same_browser=True)
         return render_form(INVALID_LINK_TEMPLATE, 404, NO_REFERRER)
-    same_browser = session.get("signup_email") == reg.email
+    same_browser = accounts.same_browser(reg, session.get("signup_email"),
+                                         session.get("signup_key"))
     context = {"masked_email": masked(reg.email), "same_browser": same_browser, "token": token}
     if not form.validate_on_submit():
         status = 400 if form.is_submitted() else 200
@@ -170,6 +175,7 @@ def link(token):
         return render_form(LINK_TEMPLATE, 400, NO_REFERRER, form=form, **context)
     try:
         result = accounts.verify_link(token, signup_email=session.get("signup_email"),
+                                      browser_key=session.get("signup_key"),
                                       password=form.password.data or None)
     except (StoreUnavailable, accounts.DatabaseUnavailable):
         return unavailable(LINK_TEMPLATE, form, **context)
