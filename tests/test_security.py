@@ -994,3 +994,35 @@ def test_a_later_signup_by_someone_else_takes_away_the_first_browsers_shortcut(m
     # With the password of the pending signup (which the victim does not know) it completes.
     assert victim.verify("target@example.com", code,
                          password="victim passphrase one").status_code == 400
+
+
+@pytest.mark.parametrize("backend_kind", ["memory", "redis"])
+def test_wrong_codes_read_the_same_for_new_and_existing_accounts(make_app, smtp, request,
+                                                                 backend_kind):
+    """The signing-up browser's wrong-code answers (attempts left, the dead code, the lock)
+    are the same for a new address and for one that already has an account."""
+    from .conftest import SignupActions
+
+    extra = {} if backend_kind == "memory" else {
+        "REDIS_URL": request.getfixturevalue("redis_url")}
+    app = make_app(CODE_MAX_ATTEMPTS=3, REGISTRATION_MAX_ATTEMPTS=5, **extra)
+    owner = SignupActions(app.test_client(), smtp)
+    owner.signup("owner@example.com")
+    assert owner.verify("owner@example.com",
+                        owner.code_for("owner@example.com")).status_code == 303
+
+    def answers(address):
+        probe = SignupActions(app.test_client(), smtp)
+        assert probe.signup(address).status_code == 303
+        seen = []
+        for _ in range(7):
+            response = probe.verify(address, "000000")
+            text = response.get_data(as_text=True)
+            words = re.findall(r'<li><a href="#code">([^<]*)</a></li>', text) or [""]
+            seen.append((response.status_code, html.unescape(words[0]).strip()))
+        return seen
+
+    fresh, existing = answers("fresh@example.com"), answers("owner@example.com")
+    assert fresh == existing
+    assert "Attempts left: 2." in fresh[0][1]
+    assert [status for status, _ in fresh] == [400, 400, 400, 400, 400, 429, 429]

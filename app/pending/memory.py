@@ -146,17 +146,20 @@ class MemoryStore(PendingStore):
                 retry = int(self.attempts[address_id][1] - now) + 1
                 return self._remember(op_id, CodeCheck("locked", retry_after=retry), now)
             reg = self.records.get_live(address_id, now)
+            # Every refused code counts against the address, whatever the address's state.
             if reg is None:
                 if count_unknown:
-                    self._count_wrong(address_id, now, window)
-                return self._remember(op_id, CodeCheck("unknown"), now)
+                    used = self._count_wrong(address_id, now, window)
+                return self._remember(op_id, CodeCheck(
+                    "unknown", address_left=max(0, reg_max - used)), now)
             claim = getattr(reg, "_claim", None)
             if claim and claim[1] > now and claim[0] != op_id:
                 return self._remember(op_id, CodeCheck("busy"), now)
-            if reg.code_attempts >= code_max:
-                return self._remember(op_id, CodeCheck("code_dead"), now)
-            if reg.code_issued_at + code_ttl < now:
-                return self._remember(op_id, CodeCheck("expired"), now)
+            if reg.code_attempts >= code_max or reg.code_issued_at + code_ttl < now:
+                status = "code_dead" if reg.code_attempts >= code_max else "expired"
+                used = self._count_wrong(address_id, now, window)
+                return self._remember(op_id, CodeCheck(
+                    status, address_left=max(0, reg_max - used)), now)
             if reg.code_digest in digests:
                 reg._claim = (op_id, now + claim_seconds)
                 return self._remember(op_id, CodeCheck("ok", registration=replace(reg)), now)

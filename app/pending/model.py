@@ -79,6 +79,7 @@ class CodeCheck:
     registration: PendingRegistration | None = None
     attempts_left: int | None = None
     retry_after: int | None = None
+    address_left: int | None = None  # wrong codes the address has left (refused checks)
     result: object = None
 
 

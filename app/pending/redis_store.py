@@ -204,7 +204,8 @@ class RedisStore(PendingStore):
             reg = PendingRegistration.from_mapping(dict(zip(record[::2], record[1::2])))
         return CodeCheck(data["status"], registration=reg,
                          attempts_left=data.get("attempts_left"),
-                         retry_after=data.get("retry_after"))
+                         retry_after=data.get("retry_after"),
+                         address_left=data.get("address_left"))
 
     @_translate_errors
     def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,

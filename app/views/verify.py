@@ -55,6 +55,51 @@ def signup_status() -> str:
     return "verified" if verified_at.timestamp() >= started else "pending"
 
 
+# Answers that refuse a code. They must read the same whether the address is new, pending,
+# already a user or unknown: otherwise the page would tell an account exists.
+REFUSED = ("wrong", "unknown", "expired", "code_dead")
+
+
+def wrong_codes_here(email: str | None) -> int:
+    """Refused codes this browser has sent for its current code for `email`."""
+    data = session.get("code_wrongs")
+    if isinstance(data, dict) and data.get("email") == email and isinstance(data.get("n"), int):
+        return data["n"]
+    return 0
+
+
+def forget_wrong_codes() -> None:
+    """A new code was issued (signup, resend): this browser starts counting again."""
+    session.pop("code_wrongs", None)
+
+
+def _refused_message(result, email, same_browser) -> str:
+    """The words for a refused code.
+
+    Any other browser only hears "not right". The signing-up browser is also told how many
+    tries are left; where no registration stands behind the address (it is already a user, or
+    unknown) the count is worked out from this browser's own tries and the per-address
+    counter, exactly as a pending registration would report it, so the two cannot be told
+    apart.
+    """
+    message = _("That code is not right (or has expired).")
+    if not same_browser or not email:
+        return message
+    code_max = current_app.config["CODE_MAX_ATTEMPTS"]
+    tried = wrong_codes_here(email)
+    session["code_wrongs"] = {"email": email, "n": tried + 1}
+    if result.status == "code_dead" or (result.status != "wrong" and tried >= code_max):
+        return _("This code was tried too many times. Ask for a new code.")
+    if result.status == "wrong":
+        left = result.attempts_left
+    else:
+        left = min(code_max - tried - 1, result.address_left if result.address_left is not None
+                   else code_max)
+    if left is None:
+        return message
+    return message + " " + _("Attempts left: %(n)d.", n=max(0, left))
+
+
 def _finish(result, form, template, headers=None, **context):
     """Turn a CodeCheck into the response the person sees."""
     headers = dict(headers or {})
@@ -67,10 +112,9 @@ def _finish(result, form, template, headers=None, **context):
         flash(_("Your address is verified. Welcome!"), "success")
         return redirect(url_for("account.account"), 303)
     status, message, field = 400, None, getattr(form, "code", None)
-    if result.status in ("wrong", "unknown", "expired"):
-        message = _("That code is not right (or has expired).")
-        if context.get("same_browser") and result.status == "wrong" and result.attempts_left is not None:
-            message += " " + _("Attempts left: %(n)d.", n=result.attempts_left)
+    if result.status in REFUSED:
+        message = _refused_message(result, getattr(form.email, "normalised", None),
+                                   context.get("same_browser"))
     elif result.status == "wrong_password":
         field = form.password
         # The address was signed up again (perhaps by someone else) since this browser did:
@@ -78,8 +122,6 @@ def _finish(result, form, template, headers=None, **context):
         context["same_browser"] = False
         message = _("That is not the password chosen at signup. Enter it to finish on this "
                     "device, or use the browser you signed up with.")
-    elif result.status == "code_dead":
-        message = _("This code was tried too many times. Ask for a new code.")
     elif result.status == "locked":
         status = 429
         headers["Retry-After"] = str(result.retry_after or 60)

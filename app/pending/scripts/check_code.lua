@@ -23,9 +23,11 @@ local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 if used >= reg_max then
   return answer({status = 'locked', retry_after = redis.call('TTL', KEYS[2])})
 end
+-- Every refused code counts against the address (unknown address, dead or expired code, wrong
+-- code alike), so the per-address lock comes at the same point whatever the address's state.
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  if ARGV[8] == '1' then count_wrong() end
-  return answer({status = 'unknown'})
+  if ARGV[8] == '1' then used = count_wrong() end
+  return answer({status = 'unknown', address_left = math.max(0, reg_max - used)})
 end
 local rec = redis.call('HMGET', KEYS[1], 'code_digest', 'code_issued_at', 'code_attempts',
                        'claim_op', 'claim_until')
@@ -33,8 +35,14 @@ if rec[4] and rec[4] ~= ARGV[7] and tonumber(rec[5]) > now then
   return answer({status = 'busy'})
 end
 local tried = tonumber(rec[3] or '0')
-if tried >= code_max then return answer({status = 'code_dead'}) end
-if tonumber(rec[2]) + tonumber(ARGV[2]) < now then return answer({status = 'expired'}) end
+if tried >= code_max then
+  used = count_wrong()
+  return answer({status = 'code_dead', address_left = math.max(0, reg_max - used)})
+end
+if tonumber(rec[2]) + tonumber(ARGV[2]) < now then
+  used = count_wrong()
+  return answer({status = 'expired', address_left = math.max(0, reg_max - used)})
+end
 for i = 9, #ARGV do
   if ARGV[i] == rec[1] then
     redis.call('HSET', KEYS[1], 'claim_op', ARGV[7], 'claim_until', now + tonumber(ARGV[6]))
