@@ -267,8 +267,12 @@ class MemoryStore(PendingStore):
 
     def count(self, now):
         with self.lock:
-            # Expired records are dropped first (only those, in expiry order), then len() is O(1).
+            # Expired entries are dropped first (only those, in expiry order: /health and
+            # /metrics call this often, so the bookkeeping tables cannot grow without bound),
+            # then len() is O(1).
             self._drop_expired_records(now)
+            for table in (self.tokens, self.attempts, self.ops, self.cooldowns, self.hourly):
+                table.sweep(now)
             return len(self.records)
 
     def cleanup(self, now=None):
@@ -301,4 +305,5 @@ class MemoryStore(PendingStore):
             item = self.records.get(address_id)
             if item is not None and item[0].updated_at <= updated_at:
                 self.delete(address_id)
-            self.attempts.pop(address_id, None)
+                # Its counter went to Redis with it; one kept record keeps its counter too.
+                self.attempts.pop(address_id, None)
