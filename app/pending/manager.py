@@ -268,11 +268,15 @@ class PendingRegistrationManager:
             log.warning("promoted a registration but could not delete its pending record")
         return CodeCheck("verified", registration=reg, result=outcome)
 
+    def _new_code_digests(self, email, code, token):
+        """The address id and the stored digests of a newly issued code and link token."""
+        address_id = self.address_id(email)
+        return (address_id, self.digester.code_digests(address_id, code)[0],
+                self.digester.token_digests(token)[0])
+
     def update_verification_code(self, email: str, code: str, token: str) -> bool:
         """Resend: new code and link, old ones dead, TTL reset, attempt counters kept."""
-        address_id = self.address_id(email)
-        code_digest = self.digester.code_digests(address_id, code)[0]
-        token_digest = self.digester.token_digests(token)[0]
+        address_id, code_digest, token_digest = self._new_code_digests(email, code, token)
         op_id = uuid.uuid4().hex
         return self._run(lambda s: s.replace_code(
             address_id, code_digest, token_digest, now=self.clock(),
@@ -283,9 +287,7 @@ class PendingRegistrationManager:
 
         The allowance is taken whether or not a registration exists, so the answer never tells.
         """
-        address_id = self.address_id(email)
-        code_digest = self.digester.code_digests(address_id, code)[0]
-        token_digest = self.digester.token_digests(token)[0]
+        address_id, code_digest, token_digest = self._new_code_digests(email, code, token)
         op_id = uuid.uuid4().hex
         return self._run(lambda s: s.resend(
             address_id, code_digest, token_digest, now=self.clock(),

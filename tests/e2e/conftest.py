@@ -132,10 +132,22 @@ def no_server_errors():
 
 
 def start_gunicorn(tmp_path_factory, redis_server, smtp_server, name, *, db=0, **options):
-    """Start one gunicorn for a fixture; yield it; on teardown stop it and check its logs."""
-    directory = tmp_path_factory.mktemp(name)
+    """Start one gunicorn for a fixture; yield it; on teardown stop it and check its logs.
+
+    A start that fails is stopped too, and one that lost its free port to another process
+    (gunicorn: "Connection in use") is tried once more on a new port.
+    """
     redis_url = f"redis://127.0.0.1:{redis_server.port}/{db}"
-    server = GunicornServer(directory, redis_url, smtp_server.port, **options).start()
+    for attempt in range(2):
+        server = GunicornServer(tmp_path_factory.mktemp(name), redis_url, smtp_server.port,
+                                **options)
+        try:
+            server.start()
+            break
+        except RuntimeError:
+            server.stop()
+            if attempt or "Connection in use" not in server.output():
+                raise RuntimeError(f"gunicorn did not start:\n{server.output()}") from None
     try:
         yield server
     finally:

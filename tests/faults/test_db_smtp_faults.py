@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import re
 import secrets
-import shutil
 import socket
 import sqlite3
 import threading
@@ -26,13 +25,13 @@ import pytest
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import (  # noqa: F401 (no_server_errors: autouse, checks gunicorn logs)
     Browser,
-    GunicornServer,
     code_and_link,
     new_address,
     no_server_errors,
+    start_gunicorn,
     user_rows,
 )
-from tests.helpers import CODE_RE, RedisServer, SmtpServer, require, text_of
+from tests.helpers import CODE_RE, SmtpServer, require, text_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -52,47 +51,16 @@ COUNTED = "; 303 redirects counted as 2xx"
 
 @contextmanager
 def serve(tmp_path_factory, redis_server, smtp_server, name, **options):
-    """The app under gunicorn on our Redis and SMTP port; stopped (and its logs checked) after.
-
-    Like tests.e2e.conftest.start_gunicorn, but a start that fails is stopped too, and a start
-    that lost its free port to another process (gunicorn: "Connection in use") is tried again.
-    """
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/0"
-    for attempt in range(2):
-        server = GunicornServer(tmp_path_factory.mktemp(name), redis_url, smtp_server.port,
-                                **options)
-        try:
-            server.start()
-            break
-        except RuntimeError:
-            server.stop()
-            if attempt or "Connection in use" not in server.output():
-                raise RuntimeError(f"gunicorn did not start:\n{server.output()}") from None
-    try:
-        yield server
-    finally:
-        server.stop()
-        output = server.output()
-        assert "Traceback" not in output, f"gunicorn output has a traceback:\n{output}"
-        assert " 500 " not in server.access_log(), f"a request answered 500:\n{output}"
+    """The app under gunicorn on our Redis and SMTP port; stopped (and its logs checked) after."""
+    yield from start_gunicorn(tmp_path_factory, redis_server, smtp_server, name, **options)
 
 
 # -- fixtures --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def own_redis():
-    """A redis-server of this module's own on a free port."""
-    if not shutil.which("redis-server"):
-        require("REQUIRE_REDIS", "redis-server is not installed")
-    server = RedisServer().start()
-    yield server
-    server.cleanup()
-
-
 @pytest.fixture
-def redis_srv(own_redis):
-    """This module's redis-server, emptied before each test."""
-    own_redis.client().flushall()
-    return own_redis
+def redis_srv(redis_server):
+    """The tests' own redis-server (tests/conftest.py), emptied before each test."""
+    redis_server.client().flushall()
+    return redis_server
 
 
 class Postgres:
