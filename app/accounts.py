@@ -91,16 +91,18 @@ def signup(email: str, password: str, name: str, locale: str,
         sent = send_email("existing_account", email, locale, **_mail_context(email, None, None))
         return SignupOutcome(email_sent=sent)
 
-    code, token = new_code(), new_link_token()
-    now = time.time()
+    # One id for the record, its code digest and its link token (which carries the id, so
+    # the link finds the record in one read), even when a key rotation leaves several.
     address_id = manager.address_id(email)
+    code, token = new_code(), new_link_token(address_id)
+    now = time.time()
     reg = PendingRegistration(
         email=email, password_hash=password_hash, name=name, locale=locale,
-        code_digest=manager.digester.code_digests(address_id, code)[0],
-        token_digest=manager.digester.token_digests(token)[0],
+        code_digest=manager.digester.code_digest(address_id, code),
+        token_digest=manager.digester.token_digest(token),
         browser_digest=manager.digester.browser_digests(browser_key)[0] if browser_key else "",
         code_issued_at=now, created_at=now, updated_at=now,
-        expires_at=now + manager.limits.pending_ttl,
+        expires_at=now + manager.limits.pending_ttl, address_id=address_id,
     )
     retry = manager.add_registration(reg, take_email=True)
     if retry:
@@ -117,7 +119,7 @@ def resend(email: str, locale: str = "en") -> SignupOutcome:
     is waiting for this address"), so neither the answer nor its timing tells them apart.
     """
     manager = get_manager()
-    code, token = new_code(), new_link_token()
+    code, token = new_code(), new_link_token(manager.address_id(email))
     result = manager.resend(email, code, token)
     if result.status == "wait":
         return SignupOutcome(email_sent=False, retry_after=result.retry_after)

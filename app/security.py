@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import hmac
@@ -16,6 +17,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 CODE_DIGITS = 6
 TOKEN_BYTES = 32  # 256 bits of randomness, well above the 128 the spec asks for
+ADDRESS_ID_LENGTH = 32  # hex characters of an address id (the key name of its record)
+# A link token is "<address id>-<secret>": the id says which record to load (one Redis read, no
+# lookup key), the secret is what proves the link was emailed. The id is itself a keyed digest,
+# so it tells nothing about the address. Tokens of the earlier format (the secret alone, 43
+# characters) are still found through their lookup keys until those expire.
+LINK_TOKEN = re.compile(r"([0-9a-f]{32})-[A-Za-z0-9_\-]{43}")
+ADDRESS_ID = re.compile(r"[0-9a-f]{32}")
 COMMON_PASSWORDS_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
 # Spaces and dashes people type while copying "123 456" or "123-456".
 CODE_SEPARATORS = re.compile(r"[ \-]")
@@ -27,9 +35,27 @@ def new_code() -> str:
     return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
 
 
-def new_link_token() -> str:
-    """A URL-safe link token with 256 bits of randomness."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+def new_link_token(address_id: str) -> str:
+    """A URL-safe link token for the record stored under `address_id` (256 random bits)."""
+    if not ADDRESS_ID.fullmatch(address_id):
+        raise ValueError("a link token carries the 32-character id of its registration")
+    return f"{address_id}-{secrets.token_urlsafe(TOKEN_BYTES)}"
+
+
+def link_token_address_id(token: str) -> str | None:
+    """The address id a link token carries, or None for a token of the earlier format."""
+    match = LINK_TOKEN.fullmatch(token) if isinstance(token, str) else None
+    return match.group(1) if match else None
+
+
+def digest_text(mac: bytes) -> str:
+    """How a stored digest is written: base64url without padding (43 characters for 32 bytes)."""
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
+def digest_text_from_hex(hex_digest: str) -> str:
+    """A digest stored by earlier versions (64 hex characters) in today's text form."""
+    return digest_text(bytes.fromhex(hex_digest)) if hex_digest else ""
 
 
 def normalise_code(raw: str) -> str | None:
@@ -42,10 +68,19 @@ def normalise_code(raw: str) -> str | None:
 
 
 class Digester:
-    """HMAC-SHA256 digests keyed by the app's secret (and its fallbacks, for key rotation)."""
+    """HMAC-SHA256 digests keyed by the app's secret (and its fallbacks, for key rotation).
+
+    Digests are the full 256-bit HMAC, written as base64url (`digest_text`); address ids are
+    the first 32 hex characters of theirs, as they always were (records are named by them and
+    code digests are bound to them, so they must not change across versions).
+    """
 
     def __init__(self, secret: str, fallbacks=()):
         self.keys = [self._derive(secret)] + [self._derive(k) for k in fallbacks]
+        # HMAC objects keyed once: copying one costs less than keying a new one per digest.
+        self._keyed = [hmac.new(key, digestmod=hashlib.sha256) for key in self.keys]
+        # A request works out an address's ids more than once (accounts, then the manager).
+        self._address_ids = lru_cache(maxsize=1024)(self._compute_address_ids)
 
     @staticmethod
     def _derive(secret: str) -> bytes:
@@ -53,28 +88,46 @@ class Digester:
         return hmac.new(secret.encode(), b"signup-digest-v1", hashlib.sha256).digest()
 
     @staticmethod
-    def _digest(key: bytes, purpose: str, value: str) -> str:
-        return hmac.new(key, f"{purpose}\x00{value}".encode(), hashlib.sha256).hexdigest()
+    def _mac(keyed, purpose: str, value: str) -> bytes:
+        mac = keyed.copy()
+        mac.update(f"{purpose}\x00{value}".encode())
+        return mac.digest()
+
+    def _compute_address_ids(self, email: str) -> tuple[str, ...]:
+        return tuple(self._mac(k, "address", email).hex()[:ADDRESS_ID_LENGTH]
+                     for k in self._keyed)
 
     def address_id(self, email: str) -> str:
         """The key-name id of a normalised address (addresses never appear in key names)."""
-        return self.address_ids(email)[0]
+        return self._address_ids(email)[0]
 
     def address_ids(self, email: str) -> list[str]:
         """The address's id under every key; the first is the one new records use."""
-        return [self._digest(k, "address", email)[:32] for k in self.keys]
+        return list(self._address_ids(email))
+
+    def code_digest(self, address_id: str, code: str) -> str:
+        """The digest to store for a newly issued code (current key only)."""
+        return digest_text(self._mac(self._keyed[0], "code:" + address_id, code))
 
     def code_digests(self, address_id: str, code: str) -> list[str]:
         """Digests of a code under every key; the first is the one to store."""
-        return [self._digest(k, "code:" + address_id, code) for k in self.keys]
+        return [digest_text(self._mac(k, "code:" + address_id, code)) for k in self._keyed]
 
     def browser_digests(self, browser_key: str) -> list[str]:
         """Digests of a signing-up browser's key under every key; the first is stored."""
-        return [self._digest(k, "browser", browser_key) for k in self.keys]
+        return [digest_text(self._mac(k, "browser", browser_key)) for k in self._keyed]
+
+    def token_digest(self, token: str) -> str:
+        """The digest to store for a newly issued link token (current key only)."""
+        return digest_text(self._mac(self._keyed[0], "token", token))
 
     def token_digests(self, token: str) -> list[str]:
         """Digests of a link token under every key; the first is the one to store."""
-        return [self._digest(k, "token", token) for k in self.keys]
+        return [digest_text(self._mac(k, "token", token)) for k in self._keyed]
+
+    def legacy_token_digests(self, token: str) -> list[str]:
+        """Hex digests of a token of the earlier format: the names of its lookup keys."""
+        return [self._mac(k, "token", token).hex() for k in self._keyed]
 
 
 class Passwords:

@@ -239,7 +239,8 @@ def round_trips(ctx) -> dict:
         "csrf_token": token, "email": email, "code": code}))
     measure("/health", lambda: client.get("/health"))
     app.extensions["pending"].close()
-    targets = {"signup": 1, "wrong code": 1, "resend": 1, "right code": 2, "/health": 2}
+    targets = {"signup": 1, "wrong code": 1, "resend": 1, "link page": 2, "right code": 2,
+               "/health": 2}
     for name, row in steps.items():
         if name in targets:
             row["target"] = f"<= {targets[name]}"
@@ -247,27 +248,30 @@ def round_trips(ctx) -> dict:
     return {"steps": steps, "met": all(r.get("met", True) for r in steps.values())}
 
 
-def store_throughput(ctx, n: int = 3000) -> dict:
-    """Manager add/get/verify/update per second vs raw HSET/HGETALL on the same connection."""
+def store_throughput(ctx, n: int = 3000, rounds: int = 5) -> dict:
+    """Manager add/get/verify/update per second vs raw HSET/HGETALL on the same connection.
+
+    Each operation is called as the app calls it: add with a registration built as
+    accounts.signup builds it (its address id, a link token carrying that id, a browser
+    digest), update with a new token made for the address's id as accounts.resend makes it.
+    The raw baseline writes and reads the very hash the manager stores. The machines are
+    shared and noisy, so the operations and the baseline are measured in `rounds` interleaved
+    rounds (n / rounds registrations each) and each ratio is the median of its rounds. The
+    app's own signup and resend steps also take an email from the allowance: they are shown
+    too, for information (the figure's target is on the manager's methods).
+    """
     from app.pending.manager import Limits, PendingRegistrationManager
     from app.pending.redis_store import RedisStore, build_client
     from app.security import Digester, new_code, new_link_token
-    from app.pending.model import PendingRegistration
 
     client = build_client(ctx.redis.url)
     store = RedisStore(client, prefix=f"bench{uuid.uuid4().hex[:6]}:")
     manager = PendingRegistrationManager(store, Digester(SECRET), Limits(
-        code_max=10**9, registration_max=10**9))
+        code_max=10**9, registration_max=10**9, cooldown=0, per_hour=10**9))
+    manager.start()
     emails = [f"tp-{i}@example.com" for i in range(n)]
-    now = time.time()
-    hash_ = "$argon2id$v=19$m=65536,t=3,p=4$" + "a" * 22 + "$" + "b" * 43
-
-    def registration(email):
-        aid = manager.address_id(email)
-        return PendingRegistration(
-            email=email, password_hash=hash_, code_digest=manager.digester.code_digests(
-                aid, "123456")[0], token_digest=manager.digester.token_digests(email)[0],
-            code_issued_at=now, created_at=now, updated_at=now, expires_at=now + 86400)
+    regs = [signup_registration(manager.digester, email) for email in emails]
+    mapping = regs[0].to_mapping()
 
     def rate(action, items):
         started = time.perf_counter()
@@ -275,109 +279,176 @@ def store_throughput(ctx, n: int = 3000) -> dict:
             action(item)
         return len(items) / (time.perf_counter() - started)
 
-    regs = [registration(e) for e in emails]
-    results = {
-        "add": rate(manager.add_registration, regs),
-        "get": rate(manager.get_registration, emails),
-        "verify (wrong code)": rate(
-            lambda e: manager.verify_and_remove(e, "000000", lambda r: None), emails),
-        "update (resend)": rate(
-            lambda e: manager.update_verification_code(e, new_code(), new_link_token()), emails),
+    def update(email):
+        token = new_link_token(manager.address_id(email))
+        return manager.update_verification_code(email, new_code(), token)
+
+    def resend(email):
+        return manager.resend(email, new_code(), new_link_token(manager.address_id(email)))
+
+    operations = {
+        "add": lambda chunk: rate(manager.add_registration, chunk[1]),
+        "get": lambda chunk: rate(manager.get_registration, chunk[0]),
+        "verify (wrong code)": lambda chunk: rate(
+            lambda e: manager.verify_and_remove(e, "000000", lambda r: None), chunk[0]),
+        "update (resend)": lambda chunk: rate(update, chunk[0]),
     }
-    mapping = regs[0].to_mapping()
-    raw = {
-        "HSET": rate(lambda i: client.hset(f"bench:raw:{i}", mapping=mapping), range(n)),
-        "HGETALL": rate(lambda i: client.hgetall(f"bench:raw:{i}"), range(n)),
+    app_paths = {
+        "signup's add (takes an email)": lambda chunk: rate(
+            lambda r: manager.add_registration(r, take_email=True), chunk[1]),
+        "resend (takes an email)": lambda chunk: rate(resend, chunk[0]),
     }
-    baseline = statistics.mean(raw.values())
-    rows = {name: ratio_row(value, baseline, 0.7, "ops/s") for name, value in results.items()}
-    return {"operations": rows, "raw_ops_per_s": {k: round(v, 1) for k, v in raw.items()},
-            "met": all(r["met"] for r in rows.values())}
+    samples = {name: [] for name in [*operations, *app_paths, "HSET", "HGETALL"]}
+    ratios = {name: [] for name in [*operations, *app_paths]}
+    per = n // rounds
+    for r in range(rounds):
+        chunk = (emails[r * per:(r + 1) * per], regs[r * per:(r + 1) * per])
+        keys = [f"bench:raw:{i}" for i in range(r * per, (r + 1) * per)]
+        raw_set = rate(lambda key: client.hset(key, mapping=mapping), keys)
+        raw_get = rate(client.hgetall, keys)
+        baseline = (raw_set + raw_get) / 2
+        samples["HSET"].append(raw_set)
+        samples["HGETALL"].append(raw_get)
+        for name, measure in [*operations.items(), *app_paths.items()]:
+            value = measure(chunk)
+            samples[name].append(value)
+            ratios[name].append(value / baseline)
+    manager.close()
+    baseline = statistics.median((a + b) / 2 for a, b in zip(samples["HSET"],
+                                                              samples["HGETALL"]))
+
+    def row(name):
+        result = ratio_row(statistics.median(samples[name]), baseline, 0.7, "ops/s")
+        result["ratio"] = round(statistics.median(ratios[name]), 3)  # median of the rounds
+        result["met"] = result["ratio"] >= 0.7
+        return result
+
+    rows = {name: row(name) for name in operations}
+    return {"operations": rows, "app_paths": {name: row(name) for name in app_paths},
+            "raw_ops_per_s": {k: round(statistics.median(samples[k]), 1)
+                              for k in ("HSET", "HGETALL")},
+            "rounds": rounds, "met": all(r["met"] for r in rows.values())}
 
 
-def _fill(store, count: int, ttl: int = 86400) -> None:
-    """Put `count` registrations into a Redis store quickly (pipelined script calls)."""
+# An argon2id hash at argon2-cffi's defaults has this shape (97 characters).
+ARGON2_HASH = "$argon2id$v=19$m=65536,t=3,p=4$" + "a" * 22 + "$" + "b" * 43
+
+
+def signup_registration(digester, email, ttl: int = 86400):
+    """A registration as accounts.signup builds it for a web signup (digests only)."""
+    import secrets
+
     from app.pending.model import PendingRegistration
+    from app.security import new_code, new_link_token
 
+    address_id = digester.address_id(email)
+    code, token = new_code(), new_link_token(address_id)
     now = time.time()
+    return PendingRegistration(
+        email=email, password_hash=ARGON2_HASH, code_digest=digester.code_digest(address_id, code),
+        token_digest=digester.token_digest(token),
+        browser_digest=digester.browser_digests(secrets.token_urlsafe(16))[0],
+        code_issued_at=now, created_at=now, updated_at=now, expires_at=now + ttl,
+        address_id=address_id)
+
+
+def _fill(store, count: int, ttl: int = 86400, spread: int = 0) -> None:
+    """Put `count` registrations into a Redis store as web signups write them, quickly.
+
+    Each one is built as accounts.signup builds it (real address id, code and token digests, a
+    browser digest) and written by the store's own save script with the arguments
+    RedisStore.save_call makes for save(): the same keys and record layout, only pipelined.
+    The email allowance a signup also takes (keys that live at most an hour, and the op
+    result that lives 120 s) is left out: this is the steady state of pending registrations.
+    `spread` > 0 spreads the TTLs evenly over (ttl - spread, ttl], as registrations made over
+    that many seconds would be (their expiries then fall into many count buckets).
+    """
+    from app.security import Digester
+
+    digester = Digester(SECRET)
     pipe = store.client.pipeline(transaction=False)
     script = store.scripts["save"]
-    hash_ = "$argon2id$v=19$m=65536,t=3,p=4$" + "a" * 22 + "$" + "b" * 43
+    run = uuid.uuid4().hex[:6]
     for i in range(count):
-        aid = uuid.uuid4().hex
-        reg = PendingRegistration(
-            email=f"fill-{i}-{aid[:6]}@example.com", password_hash=hash_, code_digest="c" * 64,
-            token_digest=uuid.uuid4().hex * 2, code_issued_at=now, created_at=now,
-            updated_at=now, expires_at=now + ttl, address_id=aid)
-        mapping = reg.to_mapping()
-        flat = [x for pair in mapping.items() for x in pair]
-        script(keys=[store.key("pending", aid), store.index_key,
-                     store.key("token", reg.token_digest), store.key("op", "fill", aid),
-                     *store._allowance_keys(aid)],
-               args=[ttl * 1000, now + ttl, aid, store.key("token", ""), 0, 0, 0, *flat],
-               client=pipe)
+        life = ttl - (spread * i) // count if spread else ttl
+        reg = signup_registration(digester, f"fill-{i}-{run}@example.com", life)
+        keys, args = store.save_call(reg, life)
+        script(keys=keys, args=args, client=pipe)
         if i % 2000 == 1999:
             pipe.execute()
     pipe.execute()
-    # Each save leaves a retry marker that expires after 120 s; measure the steady state.
-    for keys in _batches(store.client.scan_iter(match=store.key("op", "fill", "*"), count=5000)):
-        store.client.delete(*keys)
-
-
-def _batches(iterable, size=5000):
-    batch = []
-    for item in iterable:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def stats_scale(ctx) -> dict:
-    """get_stats() time at 100 000 pending registrations vs at 100."""
+    """get_stats() time at 100 000 pending registrations vs at 100.
+
+    Measured twice: with every registration made at once (one or two count buckets), and
+    with them made over a day (every minute's bucket in use at 100 000, the most counting
+    ever reads; 100 at 100).
+    """
     from app.pending.manager import Limits, PendingRegistrationManager
     from app.pending.redis_store import RedisStore, build_client
     from app.security import Digester
 
-    def timed(count):
-        store = RedisStore(build_client(ctx.redis.url), prefix=f"st{count}:")
-        _fill(store, count)
+    def timed(count, spread):
+        store = RedisStore(build_client(ctx.redis.url), prefix=f"st{count}-{spread}:")
+        _fill(store, count, spread=spread)
         manager = PendingRegistrationManager(store, Digester(SECRET), Limits())
         assert manager.get_stats()["total"] == count
+        buckets = store.client.hlen(store.count_key)
         samples = []
         for _ in range(300):
             started = time.perf_counter()
             manager.get_stats()
             samples.append(time.perf_counter() - started)
-        return statistics.median(samples) * 1e6
+        return statistics.median(samples) * 1e6, buckets
 
-    small, large = timed(100), timed(100_000)
-    ratio = large / small
-    return {"at_100_us": round(small, 1), "at_100000_us": round(large, 1),
-            "ratio": round(ratio, 3), "target": "<= 1.5", "met": ratio <= 1.5}
+    rows = {}
+    for label, spread in (("made at once", 0), ("made over 24 h", 86400 - 60)):
+        (small, small_buckets), (large, large_buckets) = timed(100, spread), \
+            timed(100_000, spread)
+        rows[label] = {"at_100_us": round(small, 1), "at_100000_us": round(large, 1),
+                       "count_buckets": [small_buckets, large_buckets],
+                       "ratio": round(large / small, 3)}
+    ratio = max(row["ratio"] for row in rows.values())
+    first = rows["made at once"]
+    return {"at_100_us": first["at_100_us"], "at_100000_us": first["at_100000_us"],
+            "ratio": ratio, "by_spread": rows, "target": "<= 1.5", "met": ratio <= 1.5}
 
 
 def redis_memory(ctx) -> dict:
-    """Redis memory per pending registration over 100 000, and beyond the password hash."""
+    """Redis memory per pending registration over 100 000, and beyond the password hash.
+
+    INFO used_memory before and after 100 000 web-signup registrations (see _fill), with the
+    MEMORY USAGE split: one record, and the count hash shared by all of them. The email
+    allowance keys a signup also takes live at most an hour and are not counted here.
+    """
     from app.pending.redis_store import RedisStore, build_client
 
+    count = 100_000
     server = RedisServer().start()
     try:
         store = RedisStore(build_client(server.url))
         client = server.client()
         before = client.info("memory")["used_memory"]
-        _fill(store, 100_000)
+        keys_before = client.dbsize()
+        _fill(store, count)
         after = client.info("memory")["used_memory"]
+        keys = client.dbsize() - keys_before
+        sample = next(client.scan_iter(match=store.key("pending", "*"), count=100))
+        record = {"memory_usage_bytes": client.memory_usage(sample, samples=0),
+                  "encoding": client.object("encoding", sample).decode(),
+                  "fields": sorted(k.decode() for k in client.hkeys(sample))}
+        count_hash = client.memory_usage(store.count_key, samples=0)
     finally:
         server.cleanup()
-    per = (after - before) / 100_000
-    hash_len = len("$argon2id$v=19$m=65536,t=3,p=4$" + "a" * 22 + "$" + "b" * 43)
+    per = (after - before) / count
+    hash_len = len(ARGON2_HASH)
     beyond = per - hash_len
     return {"bytes_per_registration": round(per, 1), "password_hash_bytes": hash_len,
-            "beyond_hash": round(beyond, 1), "target": "<= 400 beyond the hash",
-            "met": beyond <= 400}
+            "beyond_hash": round(beyond, 1), "keys_per_registration": round(keys / count, 3),
+            "one_record": record, "count_hash_bytes": count_hash,
+            "target": "<= 400 beyond the hash", "met": beyond <= 400}
 
 
 def signups_per_second(ctx, n: int = 30) -> dict:

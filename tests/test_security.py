@@ -26,7 +26,7 @@ from app import accounts
 from app.config import ConfigError
 from app.extensions import db
 from app.redaction import REDACTED, redact
-from app.security import mask_email
+from app.security import link_token_address_id, mask_email, new_link_token
 
 from .conftest import PASSWORD, SignupActions
 from .helpers import ROOT, code_from, csrf_token, free_port, link_from, path_of, text_of
@@ -773,8 +773,8 @@ def test_logs_hold_no_codes_tokens_links_or_passwords(make_app, smtp, captured_l
     real_code, real_token = accounts.new_code, accounts.new_link_token
     monkeypatch.setattr(accounts, "new_code",
                         lambda: generated_codes.append(real_code()) or generated_codes[-1])
-    monkeypatch.setattr(accounts, "new_link_token",
-                        lambda: generated_tokens.append(real_token()) or generated_tokens[-1])
+    monkeypatch.setattr(accounts, "new_link_token", lambda address_id: generated_tokens.append(
+        real_token(address_id)) or generated_tokens[-1])
     browser = SignupActions(app.test_client(), smtp)
     other = SignupActions(app.test_client(), smtp)
     received = []
@@ -856,6 +856,17 @@ def test_redact_rewrites_verify_paths():
     assert redact("GET /verify HTTP/1.1") == "GET /verify HTTP/1.1"
 
 
+def test_redact_rewrites_links_that_carry_the_address_id():
+    """Today's tokens (`<address id>-<secret>`) are redacted whole, id included."""
+    token = new_link_token("0123456789abcdef0123456789abcdef")
+    line = (f'127.0.0.1 - - [25/Nov/2026:20:16:10 +0000] "GET /verify/{token} HTTP/1.1" 200 0 '
+            f'"https://signup.example.org/verify/{token}" "Mozilla/5.0"')
+    cleaned = redact(line)
+    assert token not in cleaned and token[:32] not in cleaned and token[33:] not in cleaned
+    assert cleaned.count(REDACTED) == 2
+    assert '"GET /verify/… HTTP/1.1"' in cleaned
+
+
 def test_gunicorn_access_log_redacts_link_tokens():
     """gunicorn.conf.py's RedactingLogger writes /verify/<token> as /verify/… in the access log."""
     from gunicorn.config import Config
@@ -920,6 +931,29 @@ def test_secret_key_rotation_keeps_codes_and_links_valid(make_app, redis_url, sm
     assert_redirect(same_browser.verify("carol@example.com", code_carol), "/account")
     assert sorted(users(app_b)) == sorted([EMAIL, OTHER_EMAIL, "carol@example.com"])
     assert pending(app_b, EMAIL) is None and pending(app_b, OTHER_EMAIL) is None
+
+
+@pytest.mark.redis
+def test_resend_after_rotation_keeps_the_record_under_its_id(make_app, redis_url, smtp):
+    """After a key rotation a resend keeps the record under the id it was stored with (the
+    old key's): the new link carries that id, and it and the new code work."""
+    app_a = make_app(REDIS_URL=redis_url, SECRET_KEY=K1)
+    browser = SignupActions(app_a.test_client(), smtp)
+    _, old_link = signed_up(browser, EMAIL)
+    old_id = link_token_address_id(old_link.rsplit("/", 1)[1])
+    app_b = make_app(REDIS_URL=redis_url, SECRET_KEY=K2, SECRET_KEY_FALLBACKS=[K1])
+    with app_b.app_context():
+        manager = app_b.extensions["pending"]
+        assert manager.address_id(EMAIL) == old_id != manager.digester.address_id(EMAIL)
+    in_b = SignupActions(app_b.test_client(), smtp)
+    assert_redirect(in_b.resend(EMAIL), "/verify")
+    message = in_b.email_to(EMAIL, 2)
+    code, link = code_from(message), link_from(message)
+    assert link_token_address_id(link.rsplit("/", 1)[1]) == old_id
+    assert in_b.open_link(old_link).status_code == 404
+    assert in_b.open_link(link).status_code == 200
+    assert_redirect(in_b.verify(EMAIL, code, password=PASSWORD), "/account")
+    assert pending(app_b, EMAIL) is None
 
 
 def test_code_and_link_posts_share_the_verify_limit(make_app):

@@ -39,12 +39,17 @@ class PendingStore(ABC):
         """True when a live record is stored under this id."""
 
     @abstractmethod
-    def load_by_token(self, digests: list[str]) -> PendingRegistration | None:
-        """The record a link token points at, without claiming it."""
+    def load_by_token(self, address_id: str | None,
+                      digests: list[str]) -> PendingRegistration | None:
+        """The record a link token points at, without claiming it.
+
+        `address_id` is the id the token carries; None for a token of the earlier format,
+        whose `digests` (hex) name lookup keys that only the Redis store may still hold.
+        """
 
     @abstractmethod
     def delete(self, address_id: str) -> bool:
-        """Remove the record and its token lookup; true when something was removed."""
+        """Remove the record; true when something was removed."""
 
     @abstractmethod
     def check_code(self, address_id: str, digests: list[str], *, now: float, code_ttl: int,
@@ -57,9 +62,9 @@ class PendingStore(ABC):
         """
 
     @abstractmethod
-    def claim_token(self, digests: list[str], *, now: float, claim_seconds: int,
-                    op_id: str) -> CodeCheck:
-        """Claim the record a link token points at (ok, busy or unknown)."""
+    def claim_token(self, address_id: str | None, digests: list[str], *, now: float,
+                    claim_seconds: int, op_id: str) -> CodeCheck:
+        """Claim the record a link token points at (ok, busy or unknown); see load_by_token."""
 
     @abstractmethod
     def release(self, address_id: str, op_id: str, *, count_wrong: bool, window: int) -> None:
@@ -106,3 +111,11 @@ class PendingStore(ABC):
 
     def load_scripts(self) -> None:
         """Prepare server-side scripts (nothing to do for stores without a server)."""
+
+    def needs_migration(self) -> bool:
+        """True when records of an earlier stored layout may be left to upgrade."""
+        return False
+
+    def migrate(self) -> dict:
+        """Upgrade records of an earlier stored layout; how many, and what was left over."""
+        return {"upgraded": 0, "stale_index_entries": 0, "index_left": 0}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
-from ..security import Digester
+from ..security import Digester, link_token_address_id
 from .base import PendingStore
 from .memory import MemoryStore
 from .model import CodeCheck, PendingRegistration, ResendResult, StoreUnavailable
@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 RECOVERY_GRACE_SECONDS = 10.0
 PROBE_FIRST_DELAY = 0.5
 PROBE_MAX_DELAY = 5.0  # the spec asks for a probe at least every 5 s
+
+
+def new_op_id() -> str:
+    """A random id for one atomic step (a retried step with the same id is not applied twice)."""
+    return os.urandom(16).hex()
 
 
 @dataclass
@@ -64,6 +69,7 @@ class PendingRegistrationManager:
         self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._probe_thread: threading.Thread | None = None
+        self.migration: threading.Thread | None = None
 
     # -- fallback state machine -------------------------------------------------------------
     @property
@@ -98,12 +104,47 @@ class PendingRegistrationManager:
         try:
             self.primary.ping()
             self.primary.load_scripts()
+            upgrade = self.primary.needs_migration()
         except StoreUnavailable as exc:
             if not self.fallback_enabled:
                 log.error("Redis is unreachable and PENDING_FALLBACK is off: %s", exc)
                 self.last_error = str(exc)
                 return
             self._enter_fallback(exc)
+            return
+        if upgrade:
+            # Records of the earlier layout are upgraded by every script that meets them, so
+            # requests need not wait: the rest are upgraded in the background.
+            self.migration = threading.Thread(target=self._migrate_in_background,
+                                              name="pending-migrate", daemon=True)
+            self.migration.start()
+
+    def _migrate_in_background(self) -> None:
+        try:
+            self.migrate()
+        except StoreUnavailable as exc:
+            log.warning("upgrading pending registrations stopped (%s); `flask pending migrate` "
+                        "or the next start will finish it", exc)
+        except Exception:  # a failed start-up migration must not stop the app; it runs again
+            log.exception("upgrading pending registrations failed; `flask pending migrate` or "
+                          "the next start will try again")
+
+    def migrate(self) -> dict:
+        """Upgrade pending records of the earlier Redis layout (idempotent; see RedisStore).
+
+        Runs by itself at start-up while the earlier layout's index exists, and as
+        `flask pending migrate`; returns what RedisStore.migrate reports.
+        """
+        if self.primary is None:
+            return self.memory.migrate()
+        result = self.primary.migrate()
+        log.warning("upgraded %d pending registrations to the compact layout (%d stale index "
+                    "entries dropped)", result["upgraded"], result["stale_index_entries"])
+        if result["index_left"]:
+            log.warning("%d registrations are still counted by the earlier index: is a process "
+                        "of the earlier version still running? Run `flask pending migrate` "
+                        "once it has stopped", result["index_left"])
+        return result
 
     def _enter_fallback(self, exc: Exception) -> None:
         with self._state_lock:
@@ -195,21 +236,34 @@ class PendingRegistrationManager:
     def add_registration(self, reg: PendingRegistration, *, take_email: bool = False) -> int:
         """Create or replace the pending registration for reg.email (TTL PENDING_TTL_SECONDS).
 
+        `reg.address_id`, when set, must be one of the address's ids (the one its code digest
+        and link token were made for: see `accounts.signup`); when empty it is looked up.
         `take_email` also takes one email from the address's allowance in the same atomic
         step (one Redis round trip for a signup): returns 0, or the seconds to wait.
         """
-        reg.address_id = self.address_id(reg.email)
+        if not reg.address_id:
+            reg.address_id = self.address_id(reg.email)
+        elif reg.address_id not in self.digester.address_ids(reg.email):
+            raise ValueError("reg.address_id is not an id of reg.email")
         allowance = (self.limits.cooldown, self.limits.per_hour) if take_email else None
-        op_id = uuid.uuid4().hex
+        op_id = new_op_id()
         return self._run(lambda s: s.save(reg, self.limits.pending_ttl, allowance, op_id))
 
     def get_registration(self, email: str) -> PendingRegistration | None:
         """The pending registration or None (it holds only digests of the code and token)."""
         return self._run(lambda s: s.load(self.address_id(email)))
 
+    def _token_lookup(self, token: str) -> tuple[str | None, list[str]]:
+        """The address id a link token carries and its digests to compare (see load_by_token)."""
+        address_id = link_token_address_id(token)
+        if address_id is None:
+            return None, self.digester.legacy_token_digests(token)
+        return address_id, self.digester.token_digests(token)
+
     def get_registration_by_token(self, token: str) -> PendingRegistration | None:
         """The pending registration a link token belongs to, or None (changes nothing)."""
-        return self._run(lambda s: s.load_by_token(self.digester.token_digests(token)))
+        address_id, digests = self._token_lookup(token)
+        return self._run(lambda s: s.load_by_token(address_id, digests))
 
     def remove_registration(self, email: str) -> bool:
         """Delete the pending registration; true if something was deleted."""
@@ -222,7 +276,7 @@ class PendingRegistrationManager:
         before `promote`; a False counts as a wrong attempt.
         """
         address_id = self.address_id(email)
-        op_id = uuid.uuid4().hex
+        op_id = new_op_id()
         lim = self.limits
         result = self._run(lambda s: s.check_code(
             address_id, self.digester.code_digests(address_id, code), now=self.clock(),
@@ -233,10 +287,11 @@ class PendingRegistrationManager:
 
     def verify_link_and_remove(self, token: str, promote, *, check=None) -> CodeCheck:
         """The link path: claim through the token, then promote and delete as for a code."""
-        op_id = uuid.uuid4().hex
+        op_id = new_op_id()
+        token_id, digests = self._token_lookup(token)
         result = self._run(lambda s: s.claim_token(
-            self.digester.token_digests(token), now=self.clock(),
-            claim_seconds=self.limits.claim_seconds, op_id=op_id))
+            token_id, digests, now=self.clock(), claim_seconds=self.limits.claim_seconds,
+            op_id=op_id))
         address_id = result.registration.address_id if result.registration else ""
         return self._complete(result, address_id, op_id, promote, check)
 
@@ -269,15 +324,24 @@ class PendingRegistrationManager:
         return CodeCheck("verified", registration=reg, result=outcome)
 
     def _new_code_digests(self, email, code, token):
-        """The address id and the stored digests of a newly issued code and link token."""
-        address_id = self.address_id(email)
-        return (address_id, self.digester.code_digests(address_id, code)[0],
-                self.digester.token_digests(token)[0])
+        """The address id and the stored digests of a newly issued code and link token.
+
+        The token names the record it belongs to (`security.new_link_token(address_id)`),
+        so that id is the one used; it must be one of the address's ids.
+        """
+        address_id = link_token_address_id(token)
+        if address_id is None or address_id not in self.digester.address_ids(email):
+            raise ValueError("a new link token must carry its registration's address id")
+        return (address_id, self.digester.code_digest(address_id, code),
+                self.digester.token_digest(token))
 
     def update_verification_code(self, email: str, code: str, token: str) -> bool:
-        """Resend: new code and link, old ones dead, TTL reset, attempt counters kept."""
+        """Resend: new code and link, old ones dead, TTL reset, attempt counters kept.
+
+        `token` is made with `security.new_link_token(manager.address_id(email))`.
+        """
         address_id, code_digest, token_digest = self._new_code_digests(email, code, token)
-        op_id = uuid.uuid4().hex
+        op_id = new_op_id()
         return self._run(lambda s: s.replace_code(
             address_id, code_digest, token_digest, now=self.clock(),
             ttl=self.limits.pending_ttl, op_id=op_id))
@@ -288,7 +352,7 @@ class PendingRegistrationManager:
         The allowance is taken whether or not a registration exists, so the answer never tells.
         """
         address_id, code_digest, token_digest = self._new_code_digests(email, code, token)
-        op_id = uuid.uuid4().hex
+        op_id = new_op_id()
         return self._run(lambda s: s.resend(
             address_id, code_digest, token_digest, now=self.clock(),
             ttl=self.limits.pending_ttl, op_id=op_id, cooldown=self.limits.cooldown,
@@ -296,7 +360,7 @@ class PendingRegistrationManager:
 
     def reserve_email(self, email: str) -> int:
         """Take one email from the address's allowance: 0 if allowed, else seconds to wait."""
-        op_id = uuid.uuid4().hex
+        op_id = new_op_id()
         return self._run(lambda s: s.reserve_email(
             self.address_id(email), cooldown=self.limits.cooldown,
             per_hour=self.limits.per_hour, now=self.clock(), op_id=op_id))

@@ -59,7 +59,6 @@ class MemoryStore(PendingStore):
         self.clock = clock
         self.lock = threading.RLock()
         self.records: _Expiring = _Expiring()
-        self.tokens: _Expiring = _Expiring()
         self.attempts: _Expiring = _Expiring()
         self.ops: _Expiring = _Expiring()
         self.cooldowns: _Expiring = _Expiring()
@@ -82,13 +81,9 @@ class MemoryStore(PendingStore):
             now = self.clock()
             if op_id is not None and self.ops.get_live(op_id, now) is not None:
                 return self.ops.get_live(op_id, now)
-            old = self.records.get_live(reg.address_id, now)
-            if old is not None:
-                self.tokens.pop(old.token_digest, None)
             expires = now + ttl
             stored = replace(reg, expires_at=expires)
             self.records[reg.address_id] = (stored, expires)
-            self.tokens[reg.token_digest] = (reg.address_id, expires)
             wait = 0
             if allowance:
                 wait = self.reserve_email(reg.address_id, cooldown=allowance[0],
@@ -117,22 +112,26 @@ class MemoryStore(PendingStore):
         with self.lock:
             return self.records.get_live(address_id, self.clock()) is not None
 
-    def load_by_token(self, digests):
+    def _by_token(self, address_id, digests, now):
+        """The live record the token's id names, if its token digest is one of `digests`.
+
+        Links of the earlier format (no id) were only ever stored in Redis: none here.
+        """
+        reg = self.records.get_live(address_id, now) if address_id else None
+        if reg is not None and reg.token_digest and reg.token_digest in digests:
+            return reg
+        return None
+
+    def load_by_token(self, address_id, digests):
         with self.lock:
-            now = self.clock()
-            for digest in digests:
-                address_id = self.tokens.get_live(digest, now)
-                reg = self.records.get_live(address_id, now) if address_id else None
-                if reg is not None and reg.token_digest == digest:
-                    return replace(reg)
-            return None
+            reg = self._by_token(address_id, digests, self.clock())
+            return replace(reg) if reg is not None else None
 
     def delete(self, address_id):
         with self.lock:
             item = self.records.pop(address_id, None)
             if item is None:
                 return False
-            self.tokens.pop(item[0].token_digest, None)
             return item[1] > self.clock()
 
     def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
@@ -168,22 +167,19 @@ class MemoryStore(PendingStore):
             left = max(0, min(code_max - reg.code_attempts, reg_max - used))
             return self._remember(op_id, CodeCheck("wrong", attempts_left=left), now)
 
-    def claim_token(self, digests, *, now, claim_seconds, op_id):
+    def claim_token(self, address_id, digests, *, now, claim_seconds, op_id):
         with self.lock:
             previous = self.ops.get_live(op_id, now)
             if previous is not None:
                 return previous
-            for digest in digests:
-                address_id = self.tokens.get_live(digest, now)
-                reg = self.records.get_live(address_id, now) if address_id else None
-                if reg is None or reg.token_digest != digest:
-                    continue
-                claim = getattr(reg, "_claim", None)
-                if claim and claim[1] > now and claim[0] != op_id:
-                    return self._remember(op_id, CodeCheck("busy"), now)
-                reg._claim = (op_id, now + claim_seconds)
-                return self._remember(op_id, CodeCheck("ok", registration=replace(reg)), now)
-            return self._remember(op_id, CodeCheck("unknown"), now)
+            reg = self._by_token(address_id, digests, now)
+            if reg is None:
+                return self._remember(op_id, CodeCheck("unknown"), now)
+            claim = getattr(reg, "_claim", None)
+            if claim and claim[1] > now and claim[0] != op_id:
+                return self._remember(op_id, CodeCheck("busy"), now)
+            reg._claim = (op_id, now + claim_seconds)
+            return self._remember(op_id, CodeCheck("ok", registration=replace(reg)), now)
 
     def release(self, address_id, op_id, *, count_wrong, window):
         with self.lock:
@@ -214,14 +210,12 @@ class MemoryStore(PendingStore):
             reg = self.records.get_live(address_id, now)
             if reg is None:
                 return self._remember(op_id, False, now)
-            self.tokens.pop(reg.token_digest, None)
             expires = now + ttl
             reg.code_digest, reg.token_digest = code_digest, token_digest
             reg.code_issued_at = reg.updated_at = now
             reg.code_attempts = 0  # per issued code; the per-address counter is kept
             reg.expires_at = expires
             self.records[address_id] = (reg, expires)
-            self.tokens[token_digest] = (address_id, expires)
             return self._remember(op_id, True, now)
 
     def resend(self, address_id, code_digest, token_digest, *, now, ttl, op_id, cooldown,
@@ -259,11 +253,8 @@ class MemoryStore(PendingStore):
             return 0
 
     def _drop_expired_records(self, now):
-        """Drop expired records and their token lookups: amortised O(1) per record."""
-        expired = self.records.sweep(now)
-        for reg in expired:
-            self.tokens.pop(reg.token_digest, None)
-        return len(expired)
+        """Drop expired records: amortised O(1) per record."""
+        return len(self.records.sweep(now))
 
     def count(self, now):
         with self.lock:
@@ -271,7 +262,7 @@ class MemoryStore(PendingStore):
             # /metrics call this often, so the bookkeeping tables cannot grow without bound),
             # then len() is O(1).
             self._drop_expired_records(now)
-            for table in (self.tokens, self.attempts, self.ops, self.cooldowns, self.hourly):
+            for table in (self.attempts, self.ops, self.cooldowns, self.hourly):
                 table.sweep(now)
             return len(self.records)
 
@@ -279,7 +270,7 @@ class MemoryStore(PendingStore):
         with self.lock:
             now = self.clock() if now is None else now
             removed = self._drop_expired_records(now)
-            for table in (self.tokens, self.attempts, self.ops, self.cooldowns, self.hourly):
+            for table in (self.attempts, self.ops, self.cooldowns, self.hourly):
                 table.sweep(now)
             return removed
 

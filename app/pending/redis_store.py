@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hmac
 import json
+import os
 import time
-import uuid
 from pathlib import Path
 
 import redis
@@ -14,11 +15,13 @@ from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from .base import PendingStore
-from .model import CodeCheck, PendingRegistration, ResendResult, StoreUnavailable
+from .model import (DEFAULT_LOCALE, CodeCheck, PendingRegistration, ResendResult,
+                    StoreUnavailable, to_ms)
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
-SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "release", "finish", "replace_code",
-                "reserve_email")
+SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "claim_legacy", "release", "finish",
+                "delete", "replace_code", "reserve_email", "count", "cleanup", "migrate")
+MIGRATE_BATCH = 500  # records upgraded per script call (a few ms of Redis time)
 # Replies that mean "Redis cannot serve now" rather than "this code has a bug".
 OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN", "BUSY",
                   "TRYAGAIN")
@@ -104,14 +107,25 @@ def _translate_errors(method):
     return wrapper
 
 
+def new_op_id() -> str:
+    """A random operation id (what makes a retried script call answer instead of act again)."""
+    return os.urandom(16).hex()
+
+
 class RedisStore(PendingStore):
-    """Keys: <prefix>pending:<id> (hash), token:<digest>, attempts:<id>, index, op:<id>, mail:*."""
+    """Keys: <prefix>pending:<id> (hash), count, attempts:<id>, op:<id>, mail:*.
+
+    Earlier versions also kept token:<hex digest> (link lookups) and index (a sorted set); the
+    scripts upgrade what they find of that layout, and `migrate` upgrades the rest.
+    """
 
     name = "redis"
 
     def __init__(self, client: redis.Redis, prefix: str = "signup:"):
         self.client = client
         self.prefix = prefix
+        self.count_key = self.key("count")
+        self.index_key = self.key("index")  # the earlier layout's counting index
         # register_script sends EVALSHA and loads the script only when Redis does not know it;
         # load_scripts() loads them all up front so no request pays for a SCRIPT LOAD.
         self.scripts = {name: client.register_script(script_source(name))
@@ -125,176 +139,234 @@ class RedisStore(PendingStore):
             pipe.script_load(script.script)
         pipe.execute()
 
+    def _eval(self, name: str, keys: list, args: list):
+        """EVALSHA one of the scripts (one round trip); after a Redis restart that forgot them,
+        load them all again and retry once."""
+        sha = self.scripts[name].sha
+        try:
+            return self.client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self.load_scripts()
+            return self.client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+
     def key(self, *parts: str) -> str:
         """Every key name goes through here, so all of them share the prefix."""
         return self.prefix + ":".join(parts)
 
-    @property
-    def index_key(self):
-        """Sorted set of address ids scored by expiry: O(log n) counting."""
-        return self.key("index")
-
-    @_translate_errors
-    def save(self, reg, ttl, allowance=None, op_id=None):
-        expires = time.time() + ttl
-        mapping = PendingRegistration.to_mapping(reg)
-        mapping["expires_at"] = str(expires)
-        flat = [item for pair in mapping.items() for item in pair]
-        cooldown, per_hour = allowance or (0, 0)
-        return int(self.scripts["save"](
-            keys=[self.key("pending", reg.address_id), self.index_key,
-                  self.key("token", reg.token_digest), self.key("op", op_id or uuid.uuid4().hex),
-                  *self._allowance_keys(reg.address_id)],
-            args=[int(ttl * 1000), expires, reg.address_id, self.key("token", ""),
-                  1 if allowance else 0, cooldown, per_hour] + flat,
-        ))
-
     def _allowance_keys(self, address_id):
         return [self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id)]
 
+    @staticmethod
+    def _fields(reg, expires) -> str:
+        """The record's fields as one JSON list (one script argument: see save.lua).
+
+        Integers go as JSON numbers: Redis writes them back as the same digits (they are far
+        below 2**53), so they are still stored as integers.
+        """
+        return json.dumps([item for pair in reg.to_mapping(expires_at=expires).items()
+                           for item in pair], ensure_ascii=False, separators=(",", ":"))
+
+    def save_call(self, reg, ttl, allowance=None, op_id=None) -> tuple[list, list]:
+        """The keys and arguments of the save script for `reg` (the benchmark pipelines them)."""
+        expires = int(time.time() + ttl)
+        keys = [self.prefix + "pending:" + reg.address_id, self.count_key]
+        args = [reg.address_id, int(ttl * 1000), expires, self._fields(reg, expires)]
+        if allowance:
+            # Only a save that takes an email keeps its answer under the op id (save.lua).
+            keys += [self.prefix + "op:" + (op_id or new_op_id()),
+                     *self._allowance_keys(reg.address_id)]
+            args += allowance
+        return keys, args
+
+    @_translate_errors
+    def save(self, reg, ttl, allowance=None, op_id=None):
+        keys, args = self.save_call(reg, ttl, allowance, op_id)
+        return int(self._eval("save", keys, args))
+
     @_translate_errors
     def merge(self, reg, ttl, attempts, attempts_ttl):
-        mapping = PendingRegistration.to_mapping(reg)
-        mapping["expires_at"] = str(time.time() + ttl)
-        flat = [item for pair in mapping.items() for item in pair]
-        return bool(self.scripts["merge"](
-            keys=[self.key("pending", reg.address_id), self.index_key,
-                  self.key("token", reg.token_digest), self.key("attempts", reg.address_id)],
-            args=[max(1, int(ttl * 1000)), mapping["expires_at"], reg.address_id,
-                  self.key("token", ""), reg.updated_at, attempts, max(1, int(attempts_ttl)),
-                  *flat],
-        ))
+        expires = int(time.time() + ttl)
+        return bool(self._eval(
+            "merge", [self.prefix + "pending:" + reg.address_id, self.count_key,
+                      self.key("attempts", reg.address_id)],
+            [reg.address_id, max(1, int(ttl * 1000)), expires, to_ms(reg.updated_at), attempts,
+             max(1, int(attempts_ttl)), self._fields(reg, expires)]))
 
     @_translate_errors
     def load(self, address_id):
-        mapping = self.client.hgetall(self.key("pending", address_id))
-        return PendingRegistration.from_mapping(mapping) if mapping else None
+        mapping = self.client.hgetall(self.prefix + "pending:" + address_id)
+        return PendingRegistration.from_mapping(mapping, address_id) if mapping else None
 
     @_translate_errors
     def exists(self, address_id):
-        return bool(self.client.exists(self.key("pending", address_id)))
+        return bool(self.client.exists(self.prefix + "pending:" + address_id))
 
     @_translate_errors
-    def load_by_token(self, digests):
+    def load_by_token(self, address_id, digests):
+        if address_id is not None:
+            mapping = self.client.hgetall(self.prefix + "pending:" + address_id)
+            stored = mapping.get(b"t")
+            if stored and any(hmac.compare_digest(stored, d.encode()) for d in digests):
+                return PendingRegistration.from_mapping(mapping, address_id)
+            return None
+        # A link of the earlier format: its lookup key names the record (two round trips).
         for digest in digests:
-            address_id = self.client.get(self.key("token", digest))
-            if address_id:
-                reg = self.load(address_id.decode())
-                if reg is not None and reg.token_digest == digest:
-                    return reg
+            found = self.client.get(self.key("token", digest))
+            if not found:
+                continue
+            mapping = self.client.hgetall(self.prefix + "pending:" + found.decode())
+            stored = mapping.get(b"o") or mapping.get(b"token_digest")
+            if stored and hmac.compare_digest(stored, digest.encode()):
+                return PendingRegistration.from_mapping(mapping, found.decode())
         return None
 
     @_translate_errors
     def delete(self, address_id):
-        key = self.key("pending", address_id)
-        token = self.client.hget(key, "token_digest")
-        pipe = self.client.pipeline(transaction=True)
-        if token:
-            pipe.delete(self.key("token", token.decode()))
-        pipe.delete(key)
-        pipe.zrem(self.index_key, address_id)
-        return bool(pipe.execute()[-2])
+        return bool(self._eval("delete", [self.prefix + "pending:" + address_id, self.count_key],
+                               [address_id]))
 
     @staticmethod
-    def _decode(raw) -> CodeCheck:
-        data = json.loads(raw)
-        record = data.get("record")
+    def _decode(raw: bytes) -> CodeCheck:
+        """A check script's answer (see scripts/_answer.lua) as a CodeCheck."""
+        head, _, claimed = raw.partition(b"\n")
+        status, attempts_left, retry_after, address_left = head.decode().split(" ")
         reg = None
-        if record:
-            reg = PendingRegistration.from_mapping(dict(zip(record[::2], record[1::2])))
-        return CodeCheck(data["status"], registration=reg,
-                         attempts_left=data.get("attempts_left"),
-                         retry_after=data.get("retry_after"),
-                         address_left=data.get("address_left"))
+        if claimed:
+            address_id, _, record = claimed.partition(b"\n")
+            flat = json.loads(record)
+            reg = PendingRegistration.from_mapping(dict(zip(flat[::2], flat[1::2])),
+                                                   address_id.decode())
+        return CodeCheck(status, registration=reg,
+                         attempts_left=int(attempts_left) if attempts_left else None,
+                         retry_after=int(retry_after) if retry_after else None,
+                         address_left=int(address_left) if address_left else None)
 
     @_translate_errors
     def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
                    claim_seconds, op_id, count_unknown=True):
-        raw = self.scripts["check_code"](
-            keys=[self.key("pending", address_id), self.key("attempts", address_id),
-                  self.key("op", op_id)],
-            args=[now, code_ttl, code_max, reg_max, window, claim_seconds, op_id,
-                  1 if count_unknown else 0, *digests],
-        )
+        caps = f"{code_ttl} {code_max} {reg_max} {window} {claim_seconds} {int(count_unknown)}"
+        raw = self._eval(
+            "check_code", [self.prefix + "pending:" + address_id, self.count_key,
+                           self.prefix + "attempts:" + address_id, self.prefix + "op:" + op_id],
+            [address_id, now, caps, op_id, *digests])
         return self._decode(raw)
 
     @_translate_errors
-    def claim_token(self, digests, *, now, claim_seconds, op_id):
-        raw = self.scripts["claim_token"](
-            keys=[self.key("op", op_id)], args=[now, claim_seconds, op_id, self.prefix, *digests]
-        )
+    def claim_token(self, address_id, digests, *, now, claim_seconds, op_id):
+        op_key = self.prefix + "op:" + op_id
+        if address_id is None:
+            raw = self._eval("claim_legacy", [op_key, self.count_key],
+                             [self.prefix, now, claim_seconds, op_id, *digests])
+        else:
+            raw = self._eval("claim_token", [self.prefix + "pending:" + address_id, op_key],
+                             [address_id, now, claim_seconds, op_id, *digests])
         return self._decode(raw)
 
     @_translate_errors
     def release(self, address_id, op_id, *, count_wrong, window):
-        self.scripts["release"](
-            keys=[self.key("pending", address_id), self.key("attempts", address_id),
-                  self.key("op", op_id, "release")],
-            args=[op_id, 1 if count_wrong else 0, window],
-        )
+        self._eval("release", [self.prefix + "pending:" + address_id,
+                               self.key("attempts", address_id), self.key("op", op_id, "release")],
+                   [op_id, 1 if count_wrong else 0, window])
 
     @_translate_errors
     def finish(self, address_id, op_id):
-        return bool(self.scripts["finish"](
-            keys=[self.key("pending", address_id), self.index_key],
-            args=[op_id, address_id, self.key("token", "")],
-        ))
+        return bool(self._eval("finish", [self.prefix + "pending:" + address_id, self.count_key],
+                               [address_id, op_id]))
 
     def _replace(self, address_id, code_digest, token_digest, now, ttl, op_id, allowance):
-        expires = now + ttl
-        cooldown, per_hour = allowance or (0, 0)
-        raw = self.scripts["replace_code"](
-            keys=[self.key("pending", address_id), self.index_key,
-                  self.key("token", token_digest), self.key("op", op_id),
-                  *self._allowance_keys(address_id)],
-            args=[int(ttl * 1000), expires, address_id, self.key("token", ""), code_digest,
-                  token_digest, now, 1 if allowance else 0, cooldown, per_hour],
-        )
-        return json.loads(raw)
+        expires = int(now + ttl)
+        keys = [self.prefix + "pending:" + address_id, self.count_key]
+        args = [address_id, int(ttl * 1000), expires, code_digest, token_digest, to_ms(now)]
+        if allowance:
+            # Only a resend that takes an email keeps its answer under the op id.
+            keys += [self.prefix + "op:" + op_id, *self._allowance_keys(address_id)]
+            args += allowance
+        # "updated [locale]", "missing" or "wait <seconds>" (replace_code.lua).
+        return self._eval("replace_code", keys, args).decode().split(" ")
 
     @_translate_errors
     def replace_code(self, address_id, code_digest, token_digest, *, now, ttl, op_id):
-        result = self._replace(address_id, code_digest, token_digest, now, ttl, op_id, None)
-        return result["status"] == "updated"
+        answer = self._replace(address_id, code_digest, token_digest, now, ttl, op_id, None)
+        return answer[0] == "updated"
 
     @_translate_errors
     def resend(self, address_id, code_digest, token_digest, *, now, ttl, op_id, cooldown,
                per_hour):
-        result = self._replace(address_id, code_digest, token_digest, now, ttl, op_id,
+        answer = self._replace(address_id, code_digest, token_digest, now, ttl, op_id,
                                (cooldown, per_hour))
-        return ResendResult(result["status"], int(result.get("retry_after") or 0),
-                            result.get("locale") or None)
+        if answer[0] == "wait":
+            return ResendResult("wait", int(answer[1]))
+        if answer[0] == "updated":
+            return ResendResult("updated", locale=answer[1] if len(answer) > 1 else DEFAULT_LOCALE)
+        return ResendResult(answer[0])
 
     @_translate_errors
     def reserve_email(self, address_id, *, cooldown, per_hour, now, op_id=None):
-        op_id = op_id or uuid.uuid4().hex
-        return int(self.scripts["reserve_email"](
-            keys=[self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id),
-                  self.key("op", op_id)],
-            args=[cooldown, per_hour],
-        ))
+        op_id = op_id or new_op_id()
+        return int(self._eval("reserve_email", [*self._allowance_keys(address_id),
+                                                self.key("op", op_id)], [cooldown, per_hour]))
 
     @_translate_errors
     def count(self, now):
-        return int(self.client.zcount(self.index_key, now, "+inf"))
+        return int(self._eval("count", [self.count_key, self.index_key], [now]))
 
     @_translate_errors
     def cleanup(self, now=None):
-        # Redis expires the records themselves; what is left is their index entries.
+        # Redis expires the records themselves; what is left is the counts of passed minutes.
         now = time.time() if now is None else now
-        return int(self.client.zremrangebyscore(self.index_key, "-inf", now))
+        return int(self._eval("cleanup", [self.count_key, self.index_key], [now]))
+
+    @_translate_errors
+    def needs_migration(self) -> bool:
+        """True while the earlier layout's index exists (records not yet upgraded, or its
+        leftovers)."""
+        return bool(self.client.exists(self.index_key))
+
+    @_translate_errors
+    def migrate(self, batch: int = MIGRATE_BATCH) -> dict:
+        """Upgrade every record of the earlier layout; idempotent and safe alongside traffic.
+
+        SCANs signup:pending:* and upgrades what it finds in batches (one script call each;
+        each upgrade also removes its record from the earlier index), then drops the index
+        entries of records that have expired. Links already emailed keep working through their
+        token: keys. Only commands the signup ACL user may run are used (no ZRANGE), so index
+        entries of records written meanwhile by a still-running earlier version stay counted
+        (and are upgraded when touched, or by the next run). Returns how many records were
+        upgraded, how many expired index entries were dropped and how many entries are left.
+        """
+        pending = self.prefix + "pending:"
+        upgraded = 0
+
+        def run(ids):
+            return int(self._eval("migrate", [self.count_key, *(pending + i for i in ids)], ids))
+
+        ids = []
+        for key in self.client.scan_iter(match=pending + "*", count=batch):
+            ids.append(key.decode()[len(pending):])
+            if len(ids) >= batch:
+                upgraded += run(ids)
+                ids = []
+        if ids:
+            upgraded += run(ids)
+        stale = int(self.client.zremrangebyscore(self.index_key, "-inf", time.time()))
+        left = int(self.client.zcount(self.index_key, "-inf", "+inf"))
+        return {"upgraded": upgraded, "stale_index_entries": stale, "index_left": left}
 
     @_translate_errors
     def probe(self, now):
         """PING, INFO and the pending count in one round trip (for /health)."""
+        count_script = self.scripts["count"]
         pipe = self.client.pipeline(transaction=False)
         pipe.ping()
         pipe.info()
-        pipe.zcount(self.index_key, now, "+inf")
+        # EVALSHA itself, not the Script object: a pipeline would first ask SCRIPT EXISTS.
+        pipe.evalsha(count_script.sha, 2, self.count_key, self.index_key, now)
         started = time.perf_counter()
         _pong, info, count = pipe.execute(raise_on_error=False)
         latency = (time.perf_counter() - started) * 1000
-        if isinstance(count, Exception):
+        if isinstance(count, redis.exceptions.NoScriptError):
+            count = self.count(now)  # Redis restarted and forgot the scripts: load and ask
+        elif isinstance(count, Exception):
             raise StoreUnavailable(f"redis: {count}")
         facts = {} if isinstance(info, Exception) else {n: info.get(n) for n in INFO_FIELDS}
         return latency, facts, int(count)

@@ -196,7 +196,7 @@ def assert_redirect(response, path: str) -> None:
 
 def pending_emails(client) -> list[str]:
     """The address of every pending registration in Redis (hashes found with SCAN)."""
-    return [client.hget(key, "email").decode()
+    return [client.hget(key, "e").decode()  # "e": the address (app/pending/model.py)
             for key in client.scan_iter(match="signup:pending:*", count=500)]
 
 

@@ -1,26 +1,22 @@
--- Claim the registration a link token points at.
--- KEYS: op result key
--- ARGV: now, claim_seconds, op_id, key prefix, token digest, token digest, ...
-local prev = redis.call('GET', KEYS[1])
+--! include _answer
+-- Claim the registration a link token points at: the token carries the record's address id,
+-- so this reads that one record and compares the stored token digest.
+-- KEYS: pending hash (from the id in the token), op result key
+-- ARGV: address id, now, claim_seconds, op_id, token digest, token digest, ...
+-- Returns the answer of _answer.lua (ok, busy or unknown).
+local prev = redis.call('GET', KEYS[2])
 if prev then return prev end
-local function answer(result)
-  local encoded = cjson.encode(result)
-  redis.call('SET', KEYS[1], encoded, 'EX', 120)
-  return encoded
-end
-local now = tonumber(ARGV[1])
-for i = 5, #ARGV do
-  local id = redis.call('GET', ARGV[4] .. 'token:' .. ARGV[i])
-  if id then
-    local key = ARGV[4] .. 'pending:' .. id
-    local rec = redis.call('HMGET', key, 'token_digest', 'claim_op', 'claim_until')
-    if rec[1] == ARGV[i] then
-      if rec[2] and rec[2] ~= ARGV[3] and tonumber(rec[3]) > now then
-        return answer({status = 'busy'})
+local now = tonumber(ARGV[2])
+local rec = redis.call('HMGET', KEYS[1], 't', 'w', 'z')
+if rec[1] then
+  for i = 5, #ARGV do
+    if ARGV[i] == rec[1] then
+      if rec[2] and rec[2] ~= ARGV[4] and tonumber(rec[3]) > now then
+        return answer(KEYS[2], 'busy')
       end
-      redis.call('HSET', key, 'claim_op', ARGV[3], 'claim_until', now + tonumber(ARGV[2]))
-      return answer({status = 'ok', record = redis.call('HGETALL', key)})
+      redis.call('HSET', KEYS[1], 'w', ARGV[4], 'z', now + tonumber(ARGV[3]))
+      return answer(KEYS[2], 'ok', nil, nil, nil, ARGV[1], redis.call('HGETALL', KEYS[1]))
     end
   end
 end
-return answer({status = 'unknown'})
+return answer(KEYS[2], 'unknown')

@@ -1,17 +1,24 @@
 --! include _allowance
---! include _write_record
--- Create or replace a pending registration, its token lookup and its index entry, and (for a
--- signup) take an email from the address's allowance in the same step.
--- KEYS: pending hash, index zset, new token key, op result key, cooldown key, hourly key
--- ARGV: ttl_ms, expires_at, address_id, token key prefix, take_email (0/1), cooldown, per_hour,
---       field, value, field, value, ...
+--! include _count
+--! include _record
+-- Create or replace a pending registration and count it. For a signup (KEYS holds the op
+-- result key and the two allowance keys) an email is taken from the address's allowance in
+-- the same step, and the answer is kept under the op id so a retried call takes no second
+-- email. Without the allowance a save is idempotent as it is (sent twice, it writes the same
+-- record and counts it once), so it keeps no op result.
+-- KEYS: pending hash, count hash[, op result key, cooldown key, hourly key]
+-- ARGV: address id, ttl_ms, expires_at (whole seconds), the record's fields as a JSON list
+--       [field, value, ...][, cooldown, per_hour]
+-- The fields travel as one JSON argument: redis-py packs every argument in Python, and one
+-- string costs far less than sixteen.
 -- Returns 0, or the seconds to wait before an email may be sent (the record is stored anyway).
-local prev = redis.call('GET', KEYS[4])
-if prev then return tonumber(prev) end
-write_record(8)
-local wait = 0
-if ARGV[5] == '1' then
-  wait = take_allowance(KEYS[5], KEYS[6], tonumber(ARGV[6]), tonumber(ARGV[7]))
+if #KEYS == 2 then
+  write_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], cjson.decode(ARGV[4]))
+  return 0
 end
-redis.call('SET', KEYS[4], wait, 'EX', 120)
+local prev = redis.call('GET', KEYS[3])
+if prev then return tonumber(prev) end
+write_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], cjson.decode(ARGV[4]))
+local wait = take_allowance(KEYS[4], KEYS[5], tonumber(ARGV[5]), tonumber(ARGV[6]))
+redis.call('SET', KEYS[3], wait, 'EX', 120)
 return wait
