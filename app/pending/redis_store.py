@@ -22,6 +22,8 @@ SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "claim_legacy", "release", "finish",
                 "delete", "replace_code", "reserve_email", "count", "cleanup", "migrate")
 MIGRATE_BATCH = 500  # records upgraded per script call (a few ms of Redis time)
+# One encoder, not one per call as json.dumps(...) with options builds.
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # Replies that mean "Redis cannot serve now" rather than "this code has a bug".
 OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN", "BUSY",
                   "TRYAGAIN")
@@ -163,8 +165,8 @@ class RedisStore(PendingStore):
         Integers go as JSON numbers: Redis writes them back as the same digits (they are far
         below 2**53), so they are still stored as integers.
         """
-        return json.dumps([item for pair in reg.to_mapping(expires_at=expires).items()
-                           for item in pair], ensure_ascii=False, separators=(",", ":"))
+        return _encode_json([item for pair in reg.to_mapping(expires_at=expires).items()
+                             for item in pair])
 
     def save_call(self, reg, ttl, allowance=None, op_id=None) -> tuple[list, list]:
         """The keys and arguments of the save script for `reg` (the benchmark pipelines them)."""

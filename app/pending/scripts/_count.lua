@@ -23,12 +23,26 @@ local function swept_minute(count_key)
   return swept
 end
 
+-- The writer's current minute, when the script was told the time. Counting never sweeps a
+-- minute that has not ended on the counting host's clock, so while the app's hosts keep their
+-- clocks within a minute of each other (NTP), a minute after this one cannot have been swept
+-- yet and `s` need not be read.
+local now_minute
+local function set_now(seconds)
+  now_minute = math.floor(tonumber(seconds) / 60)
+end
+
+local function is_swept(count_key, minute)
+  if now_minute and minute > now_minute then return false end
+  return minute <= swept_minute(count_key)
+end
+
 -- Add delta to the count of the minute a record expiring at `expires` (seconds) belongs to,
 -- unless that minute has been swept already (the record is then counted as expired).
 local function count_bucket(count_key, expires, delta)
   if not expires then return end
   local minute = math.floor(tonumber(expires) / 60)
-  if minute <= swept_minute(count_key) then return end
+  if is_swept(count_key, minute) then return end
   minute = integer(minute)
   if redis.call('HINCRBY', count_key, minute, delta) == 0 then
     redis.call('HDEL', count_key, minute)
@@ -41,8 +55,7 @@ local function move_count(count_key, old, new)
   local from = math.floor(tonumber(old) / 60)
   local to = math.floor(tonumber(new) / 60)
   if from == to then return end
-  local done = swept_minute(count_key)
-  if from <= done or to <= done then
+  if is_swept(count_key, from) or is_swept(count_key, to) then
     count_bucket(count_key, old, -1)
     count_bucket(count_key, new, 1)
     return

@@ -24,6 +24,7 @@ if op_key then
   local wait = take_allowance(KEYS[4], KEYS[5], tonumber(ARGV[7]), tonumber(ARGV[8]))
   if wait > 0 then return answer('wait ' .. wait) end
 end
+set_now(tonumber(ARGV[6]) / 1000)
 local FIELDS = {'x', 'o', 'token_digest', 'i', 'k', 'l', 'a', 'u'}
 local rec = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 if rec[3] then

@@ -12,6 +12,7 @@
 -- The fields travel as one JSON argument: redis-py packs every argument in Python, and one
 -- string costs far less than sixteen.
 -- Returns 0, or the seconds to wait before an email may be sent (the record is stored anyway).
+set_now(tonumber(ARGV[3]) - tonumber(ARGV[2]) / 1000)
 if #KEYS == 2 then
   write_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], cjson.decode(ARGV[4]))
   return 0
