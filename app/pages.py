@@ -1,11 +1,13 @@
-"""Blank form pages rendered once per language and reused, with the CSRF token put in per request.
+"""Form pages rendered once per language and variant, with what is personal put in per request.
 
-A blank form page (`GET /signup`, `GET /login`) is the same for every visitor except for its
-CSRF token: rendering it through Jinja macros and WTForms widgets each time cost about ten
-times what serving it does. So the first request for a page in a language renders it with a
-placeholder where the token goes, and every later one substitutes this session's token into
-that text. Anything that makes a page personal (flashed messages, a query string, a signed-in
-header, a form that was submitted) is rendered normally instead.
+A blank form page (`GET /signup`) is the same for every visitor except for its CSRF token, and
+the page that refuses a code differs between visitors only in a few strings (the address, the
+message, the masked address) besides the token. Rendering them through Jinja macros and
+WTForms widgets each time cost several times what serving them does. So the first request for
+a page in a language (and variant) renders it with random placeholders where those strings
+go, and every later one puts this request's values, HTML-escaped exactly as the template
+would escape them, into that text. Anything else that makes a page personal (flashed
+messages, a query string, a signed-in header) is rendered normally instead.
 """
 
 from __future__ import annotations
@@ -18,18 +20,19 @@ from flask import (current_app, g, has_request_context, render_template, request
                    url_for)
 from flask_babel import get_locale
 from itsdangerous import URLSafeTimedSerializer
+from markupsafe import escape
 
 # Flask-WTF's salt for its tokens (flask_wtf.csrf.generate_csrf): tokens made here are checked
 # by Flask-WTF's own validate_csrf, and a test holds the two together across upgrades.
 CSRF_SALT = "wtf-csrf-token"
 
 
-class BlankPages:
-    """The cache of rendered blank pages, one per app: (template, path, language) -> text."""
+class PageCache:
+    """Rendered pages, one cache per app: (template, path, language, variant) -> text."""
 
     def __init__(self):
         # Random per process, so no visitor can type it into a field and have it replaced.
-        self.placeholder = f"csrf-placeholder-{secrets.token_hex(16)}"
+        self.placeholder = f"placeholder-{secrets.token_hex(16)}"
         self.pages: dict[tuple, str] = {}
         self._serializer = (None, None)
 
@@ -57,43 +60,57 @@ class BlankPages:
 
     @staticmethod
     def cacheable() -> bool:
-        """Whether this request would get the same page as everyone else in its language."""
-        return (request.method == "GET" and not request.query_string
-                and "_flashes" not in session and not session.get("user_id")
-                and not current_app.debug and not current_app.config.get("TEMPLATES_AUTO_RELOAD"))
+        """Whether this request gets the same page as everyone else, but for the slots."""
+        return (not request.query_string and "_flashes" not in session
+                and not session.get("user_id") and not current_app.debug
+                and not current_app.config.get("TEMPLATES_AUTO_RELOAD"))
 
-    def render(self, template: str, make_form) -> str:
-        """The page with this session's CSRF token; `make_form()` builds the blank form."""
-        if not self.cacheable():
+    def blank(self, template: str, make_form) -> str:
+        """A blank form page; `make_form()` builds the blank form."""
+        if request.method != "GET" or not self.cacheable():
             return render_template(template, form=make_form())
-        key = (template, request.path, str(get_locale()))
+        return self.render(template, (), {}, lambda _slots: {"form": make_form()})
+
+    def render(self, template: str, variant: tuple, slots: dict, make_context) -> str:
+        """The page for `variant` with `slots` (name -> text) and the CSRF token filled in.
+
+        `make_context(texts)` builds the template's context with `texts[name]` wherever a slot's
+        value belongs; `variant` must hold everything else the page depends on (a finite set of
+        values, so the cache stays bounded).
+        """
+        key = (template, request.path, str(get_locale()), variant)
         page = self.pages.get(key)
         if page is None:
-            page = self._render_with_placeholder(template, make_form)
-            # Bounded: the keys are our templates, their fixed paths and our languages.
+            texts = {name: f"{self.placeholder}-{name}-" for name in slots}
+            page = self._render_with_placeholders(template, make_context(texts))
             self.pages[key] = page
+        for name, value in slots.items():
+            page = page.replace(f"{self.placeholder}-{name}-", escape(value))
         return page.replace(self.placeholder, self.csrf_token())
 
-    def _render_with_placeholder(self, template, make_form) -> str:
+    def _render_with_placeholders(self, template, context) -> str:
         # Flask-WTF keeps the request's token in g and hands it to every csrf_token() call:
-        # setting it first makes the form's field and the language switcher use the placeholder.
+        # setting it first makes every form's field and the language switcher use the
+        # placeholder.
         field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
         saved = g.pop(field, None)
         setattr(g, field, self.placeholder)
         try:
-            return render_template(template, form=make_form())
+            return render_template(template, **context)
         finally:
             g.pop(field, None)
             if saved is not None:
                 setattr(g, field, saved)
 
 
+def page_cache() -> PageCache:
+    """This app's page cache."""
+    return current_app.extensions["page_cache"]
+
+
 def blank_page(template: str, make_form) -> str:
     """Render a blank form page through the app's cache (see the module's docstring)."""
-    pages = current_app.extensions.get("blank_pages")
-    if pages is None:
-        pages = current_app.extensions.setdefault("blank_pages", BlankPages())
-    return pages.render(template, make_form)
+    return page_cache().blank(template, make_form)
 
 
 def template_url_for(endpoint: str, **values) -> str:
@@ -120,4 +137,5 @@ def template_url_for(endpoint: str, **values) -> str:
 def init_app(app) -> None:
     """Templates build their fixed URLs through the memo."""
     app.extensions["template_urls"] = {}
+    app.extensions["page_cache"] = PageCache()
     app.jinja_env.globals["url_for"] = template_url_for

@@ -28,7 +28,7 @@ def test_blank_signup_page_is_the_same_for_everyone_but_the_token(app):
     assert one.status_code == two.status_code == 200
     assert csrf_token(one.text) != csrf_token(two.text)
     assert page_without_token(one.text) == page_without_token(two.text)
-    placeholder = app.extensions["blank_pages"].placeholder
+    placeholder = app.extensions["page_cache"].placeholder
     assert placeholder not in one.text and placeholder not in two.text
     # Both the form and the language switcher carry this session's token.
     assert one.text.count(csrf_token(one.text)) == 2
@@ -77,7 +77,7 @@ def test_personal_pages_are_rendered_not_served_from_the_cache(app):
     # A query string is part of the page (the language switcher returns to it): not cached.
     with_query = app.test_client().get("/signup?from=mail").text
     assert 'value="/signup?from=mail"' in with_query
-    assert all("from=mail" not in page for page in app.extensions["blank_pages"].pages.values())
+    assert all("from=mail" not in page for page in app.extensions["page_cache"].pages.values())
 
 
 def test_session_cookies_signed_with_a_retired_key_still_open(make_app):
@@ -135,3 +135,35 @@ def test_template_urls_follow_the_mount_point_and_keep_their_values(app, mount):
             "{{ url_for('verify.link', token='abc') }} {{ url_for('verify.link', token='xyz') }}")
     assert rendered.split() == [f"{mount}/static/css/site.css", f"{mount}/signup",
                                 f"{mount}/verify/abc", f"{mount}/verify/xyz"]
+
+
+@pytest.mark.parametrize("lang", ["en", "tr"])
+@pytest.mark.parametrize("same_browser", [True, False], ids=["signup-browser", "other-browser"])
+def test_a_refused_code_page_from_the_cache_is_the_page_a_render_gives(make_app, smtp, lang,
+                                                                       same_browser):
+    """Byte for byte (but the CSRF tokens), for an address that needs escaping."""
+    typed = " O'Neil&Co@Example.com"
+    pages = []
+    for fresh in (False, True):
+        app = make_app(RESEND_COOLDOWN_SECONDS=0, TEMPLATES_AUTO_RELOAD=fresh)
+        headers = {"Accept-Language": lang}
+        signer = app.test_client()
+        token = csrf_token(signer.get("/signup", headers=headers).text)
+        signer.post("/signup", headers=headers, data={
+            "csrf_token": token, "email": typed, "password": PASSWORD, "confirm": PASSWORD})
+        browser = signer if same_browser else app.test_client()
+        token = csrf_token(browser.get("/verify", headers=headers).text)
+        form = {"csrf_token": token, "email": typed, "code": "12345 6"}
+        if not same_browser:
+            form["password"] = PASSWORD
+        browser.post("/verify", headers=headers, data=form)  # the first fills the cache
+        response = browser.post("/verify", headers=headers, data=form)
+        assert response.status_code == 400
+        refused = [key for key in app.extensions["page_cache"].pages if key[3][:1] == ("refused",)]
+        assert bool(refused) is not fresh
+        pages.append(page_without_token(response.text))
+    cached, rendered = pages
+    assert cached == rendered
+    assert "o&#39;neil&amp;co@example.com" in cached or "O&#39;Neil&amp;Co@Example.com" in cached
+    if same_browser:
+        assert ("Attempts left: 3." if lang == "en" else "3") in cached
