@@ -82,21 +82,21 @@ class PageCache:
         page = self.pages.get(key)
         if page is None:
             texts = {name: f"{self.placeholder}-{name}-" for name in slots}
-            page = self._render_with_placeholders(template, make_context(texts))
+            page = self._render_with_placeholders(template, lambda: make_context(texts))
             self.pages[key] = page
         for name, value in slots.items():
             page = page.replace(f"{self.placeholder}-{name}-", escape(value))
         return page.replace(self.placeholder, self.csrf_token())
 
-    def _render_with_placeholders(self, template, context) -> str:
-        # Flask-WTF keeps the request's token in g and hands it to every csrf_token() call:
-        # setting it first makes every form's field and the language switcher use the
-        # placeholder.
+    def _render_with_placeholders(self, template, make_context) -> str:
+        # Flask-WTF keeps the request's token in g and hands it to every csrf_token() call,
+        # and a form takes its token when it is built: setting the placeholder first, and only
+        # then building the context, makes every form and the language switcher use it.
         field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
         saved = g.pop(field, None)
         setattr(g, field, self.placeholder)
         try:
-            return render_template(template, **context)
+            return render_template(template, **make_context())
         finally:
             g.pop(field, None)
             if saved is not None:

@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import (RedisServer, SmtpServer, code_from, free_port,  # noqa: E402
-                           wait_for_port)
+from tests.helpers import (RedisServer, SmtpServer, code_from, csrf_token,  # noqa: E402
+                           free_port, wait_for_port)
 
 RESULTS = BENCH / "results.json"
 PASSWORD = "bench passphrase that is long"
@@ -53,8 +53,8 @@ SECRET = uuid.uuid4().hex * 2
 
 
 def csrf(html: str) -> str:
-    """The CSRF token of the form on a page."""
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+    """The CSRF token of the page's form (the one a browser submits)."""
+    return csrf_token(html)
 
 
 class Gunicorn:

@@ -22,22 +22,34 @@ def page_without_token(html: str) -> str:
     return re.sub(r'name="csrf_token"([^>]*)value="[^"]+"', r'name="csrf_token"\1value=""', html)
 
 
+def all_tokens(html: str) -> list[str]:
+    """Every CSRF token on a page (the language switcher's and each form's)."""
+    return re.findall(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+
+
+def form_token(html: str) -> str:
+    """The token of the page's main form (what a browser submits), not the header's."""
+    return all_tokens(html[html.index("<main"):])[0]
+
+
 def test_blank_signup_page_is_the_same_for_everyone_but_the_token(app):
-    first, second = app.test_client(), app.test_client()
-    one, two = first.get("/signup"), second.get("/signup")
-    assert one.status_code == two.status_code == 200
-    assert csrf_token(one.text) != csrf_token(two.text)
-    assert page_without_token(one.text) == page_without_token(two.text)
+    first, second, third = app.test_client(), app.test_client(), app.test_client()
+    pages = [client.get("/signup") for client in (first, second, third)]
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    for page in pages:
+        # The form and the language switcher carry this session's token, and no other.
+        tokens = all_tokens(page.text)
+        assert len(tokens) == 2 and len(set(tokens)) == 1
+    assert len({form_token(page.text) for page in pages}) == 3
+    assert len({page_without_token(page.text) for page in pages}) == 1
     placeholder = app.extensions["page_cache"].placeholder
-    assert placeholder not in one.text and placeholder not in two.text
-    # Both the form and the language switcher carry this session's token.
-    assert one.text.count(csrf_token(one.text)) == 2
+    assert not any(placeholder in page.text for page in pages)
 
 
 def test_a_cached_page_token_is_accepted_by_flask_wtf_and_by_the_signup(app, smtp):
+    app.test_client().get("/signup")  # another visitor's request renders and stores the page
     client = app.test_client()
-    client.get("/signup")  # the first request renders and stores the page
-    token = csrf_token(client.get("/signup").text)
+    token = form_token(client.get("/signup").text)
     with app.test_request_context():
         from flask import session
 
@@ -53,7 +65,7 @@ def test_a_cached_page_token_is_accepted_by_flask_wtf_and_by_the_signup(app, smt
 def test_another_browsers_token_is_refused(app):
     mine, theirs = app.test_client(), app.test_client()
     mine.get("/signup")
-    stolen = csrf_token(theirs.get("/signup").text)
+    stolen = form_token(theirs.get("/signup").text)
     response = mine.post("/signup", data={"csrf_token": stolen, "email": "ada@example.com",
                                           "password": PASSWORD, "confirm": PASSWORD})
     assert response.status_code == 400
@@ -159,6 +171,7 @@ def test_a_refused_code_page_from_the_cache_is_the_page_a_render_gives(make_app,
         browser.post("/verify", headers=headers, data=form)  # the first fills the cache
         response = browser.post("/verify", headers=headers, data=form)
         assert response.status_code == 400
+        assert len(set(all_tokens(response.text))) == 1  # every form: this session's token
         refused = [key for key in app.extensions["page_cache"].pages if key[3][:1] == ("refused",)]
         assert bool(refused) is not fresh
         pages.append(page_without_token(response.text))
