@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 import logging
 
-from flask import Flask, request, session
+from flask import Flask
 
+from . import i18n, pages
 from . import mail as mail_module
 from . import models, pending
 from .config import INSTANCE_PATH, PROJECT_ROOT, load_config
@@ -47,24 +48,18 @@ def configure_logging(app: Flask) -> None:
                            "the instance folder")
 
 
-def select_locale() -> str:
-    """The language chosen on the site, else the browser's preference among ours."""
-    from flask import current_app
-
-    languages = current_app.config["LANGUAGES"]
-    chosen = session.get("lang")
-    if chosen in languages:
-        return chosen
-    return request.accept_languages.best_match(languages) or "en"
-
-
 def register_extensions(app: Flask) -> None:
     """Bind the unbound extensions and wire in the subsystems."""
     app.config.setdefault("MAIL_SUPPRESS_SEND", False)
+    from .sessions import init_app as init_sessions
+
+    init_sessions(app)
     db.init_app(app)
     csrf.init_app(app)
     mail.init_app(app)
-    babel.init_app(app, locale_selector=select_locale)
+    babel.init_app(app, locale_selector=i18n.select_locale)
+    i18n.install(app)
+    pages.init_app(app)
     from flask_babel import get_locale
 
     app.jinja_env.globals["get_locale"] = get_locale

@@ -10,11 +10,30 @@ from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 from wtforms.widgets import Input, PasswordInput
 
+from .pages import page_cache
 from .security import has_forbidden_characters, normalise_code
 
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
 MAX_PASSWORD_LENGTH = 128
+
+
+class Form(FlaskForm):
+    """Flask-WTF's form, making its CSRF token with the serializer the page cache keeps.
+
+    The token is the same (Flask-WTF's format, checked by Flask-WTF's `validate_csrf`); only
+    the signing serializer is not built again for every form.
+    """
+
+    class Meta(FlaskForm.Meta):
+        """Flask-WTF's settings, with the token maker below."""
+
+        class csrf_class(FlaskForm.Meta.csrf_class):  # noqa: N801 (WTForms' attribute name)
+            """Flask-WTF's CSRF field logic; the token comes from `PageCache.csrf_token()`."""
+
+            def generate_csrf_token(self, csrf_token_field):
+                """This request's token (one per request, as Flask-WTF's own)."""
+                return page_cache().csrf_token()
 
 
 def normalise_email(raw: str) -> str:
@@ -78,7 +97,7 @@ def password_problem_message(problem: str, min_length: int) -> str:
     return problem
 
 
-class SignupForm(FlaskForm):
+class SignupForm(Form):
     """email, password, confirm, optional name; `typed_email` confirms an address kept as typed."""
 
     email = EmailField(_l("Email address"))
@@ -109,7 +128,7 @@ class SignupForm(FlaskForm):
             raise ValidationError(password_problem_message(problems[0], rules.min_length))
 
 
-class VerifyForm(FlaskForm):
+class VerifyForm(Form):
     """email, code, and password when this browser is not the one that signed up."""
 
     email = EmailField(_l("Email address"))
@@ -125,20 +144,20 @@ class VerifyForm(FlaskForm):
         self.normalised_code = code
 
 
-class LinkForm(FlaskForm):
+class LinkForm(Form):
     """The confirm button of the emailed link, with the password for another browser."""
 
     password = PasswordField(_l("Password chosen at signup"), validators=[
         Optional(), Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
-class ResendForm(FlaskForm):
+class ResendForm(Form):
     """email."""
 
     email = EmailField(_l("Email address"))
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     """email, password."""
 
     email = EmailField(_l("Email address"))
@@ -147,11 +166,11 @@ class LoginForm(FlaskForm):
         Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
-class LogoutForm(FlaskForm):
+class LogoutForm(Form):
     """Only the CSRF token: signing out is a POST."""
 
 
-class LanguageForm(FlaskForm):
+class LanguageForm(Form):
     """The language switcher: the chosen language and the page to go back to."""
 
     lang = StringField()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import unquote, urlsplit
 
-from flask import current_app
+from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
@@ -16,6 +17,8 @@ LIMITED_ENDPOINTS = {
     "resend.resend": "RATELIMIT_RESEND",
     "account.login": "RATELIMIT_LOGIN",
 }
+# Flask-Limiter settings for limits on every request; none is set by this app (SPEC section 3).
+GLOBAL_LIMIT_SETTINGS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
 
 
 def storage_uri(config) -> str:
@@ -73,10 +76,34 @@ def init_app(app) -> None:
     limiter.init_app(app)
     # The decorators hold the limiter weakly: the app keeps it alive.
     app.extensions["rate_limiter"] = limiter
+    if not any(config.get(name) for name in GLOBAL_LIMIT_SETTINGS):
+        # Every limit here is a route's own, checked by the route's wrapper below (storage
+        # fallback and recovery included). The limiter's per-request hook would find nothing
+        # to check on any request, yet cost each page as much as its security headers and
+        # session together: it is taken out.
+        hooks = app.before_request_funcs.get(None, [])
+        if limiter._check_request_limit in hooks:
+            hooks.remove(limiter._check_request_limit)
     for endpoint, variable in LIMITED_ENDPOINTS.items():
         # One shared counter per variable: a code POST and a link POST draw on the same
         # verify allowance. The decorator's wrapper performs the check, so it replaces the view.
         view = app.view_functions[endpoint]
         decorate = limiter.shared_limit(_limit_for(variable), scope=variable.lower(),
                                         methods=["POST"])
-        app.view_functions[endpoint] = decorate(view)
+        app.view_functions[endpoint] = _posts_only(decorate(view), view)
+
+
+def _posts_only(limited, plain):
+    """The limited view for POSTs, the plain one otherwise.
+
+    Only POSTs count, and the limiter's wrapper still spent a fifth of a GET's time deciding
+    that a GET does not: the method is checked here first.
+    """
+
+    @functools.wraps(plain)
+    def view(*args, **kwargs):
+        if request.method == "POST":
+            return limited(*args, **kwargs)
+        return plain(*args, **kwargs)
+
+    return view

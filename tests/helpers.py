@@ -37,9 +37,18 @@ def require(flag: str, reason: str):
 
 
 def csrf_token(html: str) -> str:
-    """The CSRF token of the first form on a page."""
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
-        r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    """The CSRF token of the page's first form in <main>, the one a person submits.
+
+    Not the header's language switcher: a page whose switcher carried a valid token but whose
+    form did not would otherwise pass every test that reads the token and fail every browser.
+    A page without a form in <main> gives the switcher's.
+    """
+    match = None
+    for part in (html[html.find("<main"):] if "<main" in html else "", html):
+        match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', part) or re.search(
+            r'value="([^"]+)"[^>]*name="csrf_token"', part)
+        if match:
+            break
     assert match, "no csrf_token on the page"
     return match.group(1)
 

@@ -6,6 +6,7 @@ import pytest
 
 import app.config as config_module
 from app.config import ConfigError, load_config, read_environment
+from tests.helpers import csrf_token
 
 GOOD_SECRET = "k" * 48
 PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": GOOD_SECRET,
@@ -107,6 +108,16 @@ def test_values_are_parsed(instance):
     assert config["APP_BASE_URL"] == "https://signup.example.com"
 
 
+@pytest.mark.parametrize("value", ["10/hour;100/day", "10/hour, 100/day", "10 per hour; 100 per day"])
+def test_several_limits_take_either_separator(instance, value, make_app):
+    """Flask-Limiter reads ";" and "," alike; so does the check at start-up."""
+    assert load(instance, RATELIMIT_RESEND=value)["RATELIMIT_RESEND"] == value
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN=value.replace("10", "1", 1))
+    client = app.test_client()
+    form = {"csrf_token": csrf_token(client.get("/login").text), "email": "x", "password": "y"}
+    assert [client.post("/login", data=form).status_code for _ in range(2)] == [400, 429]
+
+
 @pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://h:6380/0",
                                  "unix:///run/redis.sock", "memory://"])
 def test_known_redis_schemes_accepted(instance, url):
@@ -127,6 +138,7 @@ BAD_VALUES = [
     ("REDIS_URL", "mysql://localhost/db"),
     ("RATELIMIT_SIGNUP", "lots"),
     ("RATELIMIT_VERIFY", "30 per fortnight"),
+    ("RATELIMIT_RESEND", "10/hour; often"),
     ("PENDING_FALLBACK", "maybe"),
     ("RATELIMIT_ENABLED", "enabled"),
     ("SESSION_COOKIE_SECURE", "sure"),

@@ -2,14 +2,19 @@
 
 `/page` renders a template padded to the size of the real `/signup` page (BASELINE_PAGE_BYTES);
 `/redis` answers a POST after one Redis round trip (GET), like a wrong-code `/verify` at best.
+`/form` is `/page` plus what any Flask-WTF form page must add for a first visit: a new signed
+session cookie holding a Flask-WTF CSRF token, and that token signed into the page. It is not
+a target's baseline; it shows how much of the gap to `/page` that floor alone accounts for.
 """
 
 import os
 
 import redis
 from flask import Flask, render_template
+from flask_wtf.csrf import generate_csrf
 
 app = Flask(__name__)
+app.secret_key = os.environ.get("SECRET_KEY", "baseline-only-secret")
 PAD = "x" * int(os.environ.get("BASELINE_PAGE_BYTES", "2000"))
 client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
                               socket_timeout=1, socket_connect_timeout=1)
@@ -26,3 +31,9 @@ def one_round_trip():
     """One Redis round trip, then a small page with status 400 (like a wrong code)."""
     client.get("bench:baseline")
     return render_template("page.html", pad=""), 400
+
+
+@app.get("/form")
+def form_floor():
+    """The same page carrying a Flask-WTF CSRF token (and so a new session cookie)."""
+    return render_template("page.html", pad=PAD[:-100] + generate_csrf())
