@@ -54,21 +54,22 @@ def _retry_after_seconds() -> int:
 def handle_rate_limited(exc: HTTPException):
     """A rate limit: re-render the form with what was typed and when to try again (429)."""
     metrics.RATE_LIMITED.labels(endpoint=request.endpoint or "unmatched").inc()
+    wait = _retry_after_seconds()
+    headers = {"Retry-After": str(wait)}
     page = _form_pages().get(request.endpoint)
     if page is None:
-        return render_error(429)
+        return render_error(429, headers=headers)
     template, form_class = page
     form = form_class()
     for secret in ("password", "confirm", "code"):
         if hasattr(form, secret):
             getattr(form, secret).data = ""
-    wait = _retry_after_seconds()
     form.form_errors.append(ngettext(
         "Too many attempts from your network. Please try again in %(num)d minute.",
         "Too many attempts from your network. Please try again in %(num)d minutes.",
         max(1, -(-wait // 60))))
     return render_template(template, form=form, same_browser=True,
-                           token=(request.view_args or {}).get("token")), 429
+                           token=(request.view_args or {}).get("token")), 429, headers
 
 
 def handle_http(exc: HTTPException):

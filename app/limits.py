@@ -59,8 +59,12 @@ def _limit_for(variable: str):
 
 
 def new_limiter() -> Limiter:
-    """The unbound limiter: client IP as key, headers on, its own memory fallback."""
-    return Limiter(key_func=get_remote_address, headers_enabled=True,
+    """The unbound limiter: client IP as key, its own memory fallback, no X-RateLimit headers.
+
+    Those headers cost a second Redis round trip on every limited POST (the window's state is
+    read again after counting); the 429 page states the wait and sends `Retry-After` itself.
+    """
+    return Limiter(key_func=get_remote_address, headers_enabled=False,
                    in_memory_fallback_enabled=True)
 
 
@@ -69,7 +73,7 @@ def init_app(app) -> None:
     config = app.config
     config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(config))
     config.setdefault("RATELIMIT_STORAGE_OPTIONS", storage_options(config))
-    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     # One limiter per app rather than a shared unbound one: limits are attached to views by
     # name inside the limiter, and a shared instance would collect them once per app built.
     limiter = new_limiter()

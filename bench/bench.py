@@ -283,7 +283,21 @@ def round_trips(ctx) -> dict:
         if name in targets:
             row["target"] = f"<= {targets[name]}"
             row["met"] = row["round_trips"] <= targets[name]
-    return {"steps": steps, "met": all(r.get("met", True) for r in steps.values())}
+    # The targets count the pending store's trips. With the rate limiter on (production), a
+    # limited POST also counts its window in the same Redis: reported, not a target. (Another
+    # browser than the signing-up one, so with the signup password.)
+    limited = make_test_app(ctx.redis.url, ctx.smtp.port, RATELIMIT_ENABLED=True,
+                            RATELIMIT_VERIFY=f"{10**9}/minute")
+    steps_before = dict(steps)
+    client = limited.test_client()
+    token = csrf(client.get("/verify").text)
+    for _ in range(2):  # the first opens the limiter's connection and loads its script
+        measure("wrong code, rate limiter on", lambda: client.post("/verify", data={
+            "csrf_token": token, "email": email, "code": wrong, "password": PASSWORD}))
+    limited.extensions["pending"].close()
+    extra = steps.pop("wrong code, rate limiter on")
+    return {"steps": steps_before, "met": all(r.get("met", True) for r in steps_before.values()),
+            "wrong_code_with_rate_limiter": extra}
 
 
 def store_throughput(ctx, n: int = 3000, rounds: int = 10) -> dict:
