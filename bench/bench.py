@@ -13,8 +13,8 @@ redis-server on a free port, an in-process SMTP server, gunicorn on free ports):
 - redis_memory: bytes of Redis memory per pending registration (INFO memory over 100 000).
 - signups_per_second: complete signups/s (form POST + email to a local SMTP server) vs argon2
   hashes/s alone with the same parameters.
-- memory_cleanup: the memory store's cleanup_expired() time with 1 000 expired among 10 000 and
-  among 100 000 records (it must follow the expired, not the total).
+- memory_cleanup: the memory store's cleanup_expired() time with nothing, 1 000 and 10 000
+  expired among 10 000 and 100 000 records (it must follow the expired, not the total).
 - signup_branches: median POST /signup time for a new, a pending and a verified address.
 """
 
@@ -510,7 +510,7 @@ def redis_memory(ctx) -> dict:
             "target": "<= 400 beyond the hash", "met": beyond <= 400}
 
 
-def signups_per_second(ctx, n: int = 30) -> dict:
+def signups_per_second(ctx, n: int = 30, rounds: int = 5) -> dict:
     """Complete signups/s (POST + email over SMTP) vs argon2 hashes/s with the same parameters."""
     from argon2 import PasswordHasher
 
@@ -522,17 +522,23 @@ def signups_per_second(ctx, n: int = 30) -> dict:
                             parallelism=app.config["ARGON2_PARALLELISM"])
     for _ in range(3):
         hasher.hash(PASSWORD)
-    started = time.perf_counter()
-    for i in range(n):
-        email = f"rate-{i}-{uuid.uuid4().hex[:6]}@example.com"
-        response = client.post("/signup", data={"csrf_token": token, "email": email,
-                                                "password": PASSWORD, "confirm": PASSWORD})
-        assert response.status_code == 303
-    signups = n / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for _ in range(n):
-        hasher.hash(PASSWORD)
-    hashes = n / (time.perf_counter() - started)
+    # Signups and hashes in alternating batches: load from other work on a shared machine
+    # falls on both rather than on whichever ran second.
+    signup_time = hash_time = 0.0
+    for batch in range(rounds):
+        started = time.perf_counter()
+        for i in range(n // rounds):
+            email = f"rate-{batch}-{i}-{uuid.uuid4().hex[:6]}@example.com"
+            response = client.post("/signup", data={"csrf_token": token, "email": email,
+                                                    "password": PASSWORD, "confirm": PASSWORD})
+            assert response.status_code == 303
+        signup_time += time.perf_counter() - started
+        started = time.perf_counter()
+        for _ in range(n // rounds):
+            hasher.hash(PASSWORD)
+        hash_time += time.perf_counter() - started
+    done = rounds * (n // rounds)
+    signups, hashes = done / signup_time, done / hash_time
     app.extensions["pending"].close()
     row = ratio_row(signups, hashes, 0.8, "per second")
     row["argon2"] = {"time_cost": hasher.time_cost, "memory_cost_kib": hasher.memory_cost,
@@ -541,11 +547,11 @@ def signups_per_second(ctx, n: int = 30) -> dict:
 
 
 def memory_cleanup(ctx) -> dict:
-    """cleanup_expired() on the memory store: 1 000 expired among 10 000 and among 100 000."""
+    """cleanup_expired() on the memory store: 10x the total vs 10x the expired records."""
     from app.pending.memory import MemoryStore
     from app.pending.model import PendingRegistration
 
-    def timed(total, expired=1000):
+    def timed(total, expired):
         clock = [1_000_000.0]
         store = MemoryStore(clock=lambda: clock[0])
         for i in range(total):
@@ -563,11 +569,26 @@ def memory_cleanup(ctx) -> dict:
         assert removed == expired
         return elapsed * 1000
 
-    small, large = timed(10_000), timed(100_000)
-    ratio = large / small
-    return {"ms_1000_expired_of_10000": round(small, 2),
-            "ms_1000_expired_of_100000": round(large, 2), "ratio": round(ratio, 2),
-            "target": "linear in expired: ratio near 1 (<= 2)", "met": ratio <= 2}
+    def best(total, expired):
+        return min(timed(total, expired) for _ in range(3))
+
+    # Each case three times, keeping the best: one burst of other work on a shared machine
+    # would otherwise decide a ratio.
+    none_small, none_large = best(10_000, 0), best(100_000, 0)
+    small, large = best(10_000, 1000), best(100_000, 1000)
+    many = best(100_000, 10_000)
+    by_total = large / small  # 10x the total: linear in the total would make this 10
+    by_expired = many / large  # 10x the expired: linear in the expired makes this about 10
+    return {"ms_none_expired_of_10000": round(none_small, 3),
+            "ms_none_expired_of_100000": round(none_large, 3),
+            "ms_1000_expired_of_10000": round(small, 2),
+            "ms_1000_expired_of_100000": round(large, 2),
+            "ms_10000_expired_of_100000": round(many, 2),
+            "ratio_10x_total": round(by_total, 2), "ratio_10x_expired": round(by_expired, 2),
+            "target": "linear in expired, not in total",
+            # Nothing to remove costs nothing at any size; 10x the total costs far less than
+            # 10x (heap pops are O(log total)); 10x the expired costs several times more.
+            "met": none_large < 1.0 and by_total < 5 and by_expired > 4}
 
 
 def signup_branches(ctx, rounds: int = 40) -> dict:
