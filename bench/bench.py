@@ -206,6 +206,7 @@ def wrong_code(ctx) -> dict:
             "limited": _wrong_code_target(ctx, limited),
             "baseline": {"url": base.base + "/redis", "script": BENCH / "post.lua",
                          "env": {"WRK_BODY": "x=1", "WRK_COOKIE": ""}},
+            "floor": _form_floor_target(base),
         })
     finally:
         for server in servers:
@@ -213,7 +214,23 @@ def wrong_code(ctx) -> dict:
     row = ratio_row(rates["app"], rates["baseline"], 0.7, "requests/s")
     row["with_rate_limiter"] = {"value": round(rates["limited"], 2),
                                 "ratio": round(rates["limited"] / rates["baseline"], 3)}
+    # Not the target's baseline: one Redis round trip plus a session and a CSRF check.
+    row["session_and_csrf_floor"] = {
+        "value": round(rates["floor"], 2),
+        "floor_vs_baseline": round(rates["floor"] / rates["baseline"], 3),
+        "app_vs_floor": round(rates["app"] / rates["floor"], 3)}
     return row
+
+
+def _form_floor_target(base) -> dict:
+    """wrk arguments for the baseline's /form-redis with a session and its CSRF token."""
+    browser = requests.Session()
+    page = browser.get(base.base + "/form").text
+    token = re.search(r"x+([A-Za-z0-9_.\-]+)</p>", page).group(1)
+    assert browser.post(base.base + "/form-redis", data={"csrf_token": token}).status_code == 400
+    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+    return {"url": base.base + "/form-redis", "script": BENCH / "post.lua",
+            "env": {"WRK_BODY": f"csrf_token={token}", "WRK_COOKIE": cookie}}
 
 
 class RoundTripCounter:
