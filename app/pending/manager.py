@@ -278,31 +278,44 @@ class PendingRegistrationManager:
         address_id = self.address_id(email)
         op_id = new_op_id()
         lim = self.limits
-        result = self._run(lambda s: s.check_code(
+        result, store = self._claim(lambda s: s.check_code(
             address_id, self.digester.code_digests(address_id, code), now=self.clock(),
             code_ttl=lim.code_ttl, code_max=lim.code_max, reg_max=lim.registration_max,
             window=lim.pending_ttl, claim_seconds=lim.claim_seconds, op_id=op_id,
             count_unknown=not self.uncertain))
-        return self._complete(result, address_id, op_id, promote, check)
+        return self._complete(result, store, address_id, op_id, promote, check)
 
     def verify_link_and_remove(self, token: str, promote, *, check=None) -> CodeCheck:
         """The link path: claim through the token, then promote and delete as for a code."""
         op_id = new_op_id()
         token_id, digests = self._token_lookup(token)
-        result = self._run(lambda s: s.claim_token(
+        result, store = self._claim(lambda s: s.claim_token(
             token_id, digests, now=self.clock(), claim_seconds=self.limits.claim_seconds,
             op_id=op_id))
         address_id = result.registration.address_id if result.registration else ""
-        return self._complete(result, address_id, op_id, promote, check)
+        return self._complete(result, store, address_id, op_id, promote, check)
 
-    def _complete(self, result: CodeCheck, address_id, op_id, promote, check) -> CodeCheck:
+    def _claim(self, action):
+        """Run a claiming step as `_run` does, and also return the store that answered."""
+        answered = []
+
+        def run(store):
+            answered.append(store)
+            return action(store)
+
+        result = self._run(run)
+        return result, answered[-1]
+
+    def _complete(self, result: CodeCheck, store, address_id, op_id, promote,
+                  check) -> CodeCheck:
+        # `store` is the one that made the claim: if the fallback switched while the user was
+        # being created, the claim is still released or finished where it was made.
         if result.status != "ok":
             if result.status == "unknown" and self.uncertain:
                 # Memory holds only this process's signups: it cannot say "wrong" for sure.
                 return CodeCheck("unavailable")
             return result
         reg = result.registration
-        store = self.store
         if check is not None and not check(reg):
             store.release(address_id, op_id, count_wrong=True, window=self.limits.pending_ttl)
             return CodeCheck("wrong_password", registration=reg)
