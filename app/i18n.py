@@ -14,6 +14,8 @@ import functools
 from babel import Locale
 from flask import current_app, g, request, session
 from flask_babel import get_locale, get_translations
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 
 def select_locale() -> Locale:
@@ -28,9 +30,6 @@ def select_locale() -> Locale:
 @functools.lru_cache(maxsize=1024)
 def _preferred_locale(accept_language: str, languages: tuple) -> Locale:
     # Browsers send few distinct headers: the answer is kept per header (bounded).
-    from werkzeug.datastructures import LanguageAccept
-    from werkzeug.http import parse_accept_header
-
     accept = parse_accept_header(accept_language, LanguageAccept)
     return _locale(accept.best_match(languages) or "en")
 

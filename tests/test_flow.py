@@ -645,16 +645,22 @@ def test_login_normalises_the_address(flow_app, browser, other):
 
 # -- the email allowance ----------------------------------------------------------------------
 def test_resend_inside_cooldown_answers_429(build, smtp):
-    """A resend inside RESEND_COOLDOWN_SECONDS: 429, Retry-After, the form kept, nothing sent."""
+    """A resend inside RESEND_COOLDOWN_SECONDS: 429 with when, the form kept, nothing sent;
+    other addresses pass."""
     app = build(RESEND_COOLDOWN_SECONDS=60)
     browser = SignupActions(app.test_client(), smtp)
     signed_up(browser)
     response = browser.resend(EMAIL)
     assert response.status_code == 429
-    assert 0 < int(response.headers["Retry-After"]) <= 60
+    retry_after = int(response.headers["Retry-After"])
+    assert 0 < retry_after <= 60
+    assert f"new code in {retry_after} seconds" in page_text(response)
     assert input_value(response, "email") == EMAIL
     assert field_errors(response, "email")
     assert len(smtp.to(EMAIL)) == 1
+    # Another address has its own allowance.
+    assert_redirect(browser.resend("grace@example.com"), "/verify")
+    assert len(smtp.to("grace@example.com")) == 1
     # Counted per requested address, registration or not: the answer does not tell.
     assert_redirect(browser.resend("nobody@example.com"), "/verify")
     assert browser.resend("nobody@example.com").status_code == 429

@@ -242,22 +242,6 @@ def test_forwarded_for_used_with_one_trusted_proxy(make_app):
 
 
 # -- 2. the email allowance -------------------------------------------------------------------
-def test_resend_cooldown_answers_429_and_says_when(build, smtp):
-    """RESEND_COOLDOWN_SECONDS=60: a second email to one address is 429 with when; others pass."""
-    app = build(RESEND_COOLDOWN_SECONDS=60)
-    browser = SignupActions(app.test_client(), smtp)
-    signed_up(browser)
-    response = browser.resend(EMAIL)
-    assert response.status_code == 429
-    retry_after = int(response.headers["Retry-After"])
-    assert 0 < retry_after <= 60
-    assert f"new code in {retry_after} seconds" in page_text(response)
-    assert input_value(response, "email") == EMAIL
-    assert len(smtp.to(EMAIL)) == 1
-    assert_redirect(browser.resend(OTHER_EMAIL), "/verify")
-    assert len(smtp.to(OTHER_EMAIL)) == 1
-
-
 def allowance_run(browser, address):
     """Two more resends for an address that has had one email: (status, Retry-After, errors)."""
     answers = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 from ..security import Digester, link_token_address_id
 from .base import PendingStore
 from .memory import MemoryStore
-from .model import CodeCheck, PendingRegistration, ResendResult, StoreUnavailable
+from .model import CodeCheck, PendingRegistration, ResendResult, StoreUnavailable, new_op_id
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +19,6 @@ log = logging.getLogger(__name__)
 RECOVERY_GRACE_SECONDS = 10.0
 PROBE_FIRST_DELAY = 0.5
 PROBE_MAX_DELAY = 5.0  # the spec asks for a probe at least every 5 s
-
-
-def new_op_id() -> str:
-    """A random id for one atomic step (a retried step with the same id is not applied twice)."""
-    return os.urandom(16).hex()
 
 
 @dataclass

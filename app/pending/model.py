@@ -28,6 +28,7 @@ The address id is the key name, so it is not stored again. Records written by ea
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..security import digest_text_from_hex
@@ -36,6 +37,11 @@ DEFAULT_LOCALE = "en"
 # Redis keeps a hash as a listpack only while every value is at most 64 bytes
 # (hash-max-listpack-value); an argon2 hash is about 97, so it is stored in two fields.
 LISTPACK_VALUE_MAX = 64
+
+
+def new_op_id() -> str:
+    """A random id for one atomic step (a retried step with the same id is not applied twice)."""
+    return os.urandom(16).hex()
 
 
 class StoreUnavailable(Exception):

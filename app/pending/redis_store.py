@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from .base import PendingStore
 from .model import (DEFAULT_LOCALE, CodeCheck, PendingRegistration, ResendResult,
-                    StoreUnavailable, to_ms)
+                    StoreUnavailable, new_op_id, to_ms)
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "claim_legacy", "release", "finish",
@@ -109,11 +108,6 @@ def _translate_errors(method):
     return wrapper
 
 
-def new_op_id() -> str:
-    """A random operation id (what makes a retried script call answer instead of act again)."""
-    return os.urandom(16).hex()
-
-
 class RedisStore(PendingStore):
     """Keys: <prefix>pending:<id> (hash), count, attempts:<id>, op:<id>, mail:*.
 
@@ -155,6 +149,10 @@ class RedisStore(PendingStore):
         """Every key name goes through here, so all of them share the prefix."""
         return self.prefix + ":".join(parts)
 
+    def pending_key(self, address_id: str) -> str:
+        """The record's key (built without `key()`'s join: this is on every request's path)."""
+        return self.prefix + "pending:" + address_id
+
     def _allowance_keys(self, address_id):
         return [self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id)]
 
@@ -171,7 +169,7 @@ class RedisStore(PendingStore):
     def save_call(self, reg, ttl, allowance=None, op_id=None) -> tuple[list, list]:
         """The keys and arguments of the save script for `reg` (the benchmark pipelines them)."""
         expires = int(time.time() + ttl)
-        keys = [self.prefix + "pending:" + reg.address_id, self.count_key]
+        keys = [self.pending_key(reg.address_id), self.count_key]
         args = [reg.address_id, int(ttl * 1000), expires, self._fields(reg, expires)]
         if allowance:
             # Only a save that takes an email keeps its answer under the op id (save.lua).
@@ -189,24 +187,24 @@ class RedisStore(PendingStore):
     def merge(self, reg, ttl, attempts, attempts_ttl):
         expires = int(time.time() + ttl)
         return bool(self._eval(
-            "merge", [self.prefix + "pending:" + reg.address_id, self.count_key,
+            "merge", [self.pending_key(reg.address_id), self.count_key,
                       self.key("attempts", reg.address_id)],
             [reg.address_id, max(1, int(ttl * 1000)), expires, to_ms(reg.updated_at), attempts,
              max(1, int(attempts_ttl)), self._fields(reg, expires)]))
 
     @_translate_errors
     def load(self, address_id):
-        mapping = self.client.hgetall(self.prefix + "pending:" + address_id)
+        mapping = self.client.hgetall(self.pending_key(address_id))
         return PendingRegistration.from_mapping(mapping, address_id) if mapping else None
 
     @_translate_errors
     def exists(self, address_id):
-        return bool(self.client.exists(self.prefix + "pending:" + address_id))
+        return bool(self.client.exists(self.pending_key(address_id)))
 
     @_translate_errors
     def load_by_token(self, address_id, digests):
         if address_id is not None:
-            mapping = self.client.hgetall(self.prefix + "pending:" + address_id)
+            mapping = self.client.hgetall(self.pending_key(address_id))
             stored = mapping.get(b"t")
             if stored and any(hmac.compare_digest(stored, d.encode()) for d in digests):
                 return PendingRegistration.from_mapping(mapping, address_id)
@@ -216,7 +214,7 @@ class RedisStore(PendingStore):
             found = self.client.get(self.key("token", digest))
             if not found:
                 continue
-            mapping = self.client.hgetall(self.prefix + "pending:" + found.decode())
+            mapping = self.client.hgetall(self.pending_key(found.decode()))
             stored = mapping.get(b"o") or mapping.get(b"token_digest")
             if stored and hmac.compare_digest(stored, digest.encode()):
                 return PendingRegistration.from_mapping(mapping, found.decode())
@@ -224,7 +222,7 @@ class RedisStore(PendingStore):
 
     @_translate_errors
     def delete(self, address_id):
-        return bool(self._eval("delete", [self.prefix + "pending:" + address_id, self.count_key],
+        return bool(self._eval("delete", [self.pending_key(address_id), self.count_key],
                                [address_id]))
 
     @staticmethod
@@ -248,7 +246,7 @@ class RedisStore(PendingStore):
                    claim_seconds, op_id, count_unknown=True):
         caps = f"{code_ttl} {code_max} {reg_max} {window} {claim_seconds} {int(count_unknown)}"
         raw = self._eval(
-            "check_code", [self.prefix + "pending:" + address_id, self.count_key,
+            "check_code", [self.pending_key(address_id), self.count_key,
                            self.prefix + "attempts:" + address_id, self.prefix + "op:" + op_id],
             [address_id, now, caps, op_id, *digests])
         return self._decode(raw)
@@ -260,24 +258,24 @@ class RedisStore(PendingStore):
             raw = self._eval("claim_legacy", [op_key, self.count_key],
                              [self.prefix, now, claim_seconds, op_id, *digests])
         else:
-            raw = self._eval("claim_token", [self.prefix + "pending:" + address_id, op_key],
+            raw = self._eval("claim_token", [self.pending_key(address_id), op_key],
                              [address_id, now, claim_seconds, op_id, *digests])
         return self._decode(raw)
 
     @_translate_errors
     def release(self, address_id, op_id, *, count_wrong, window):
-        self._eval("release", [self.prefix + "pending:" + address_id,
+        self._eval("release", [self.pending_key(address_id),
                                self.key("attempts", address_id), self.key("op", op_id, "release")],
                    [op_id, 1 if count_wrong else 0, window])
 
     @_translate_errors
     def finish(self, address_id, op_id):
-        return bool(self._eval("finish", [self.prefix + "pending:" + address_id, self.count_key],
+        return bool(self._eval("finish", [self.pending_key(address_id), self.count_key],
                                [address_id, op_id]))
 
     def _replace(self, address_id, code_digest, token_digest, now, ttl, op_id, allowance):
         expires = int(now + ttl)
-        keys = [self.prefix + "pending:" + address_id, self.count_key]
+        keys = [self.pending_key(address_id), self.count_key]
         args = [address_id, int(ttl * 1000), expires, code_digest, token_digest, to_ms(now)]
         if allowance:
             # Only a resend that takes an email keeps its answer under the op id.
