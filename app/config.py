@@ -142,6 +142,8 @@ SETTINGS = {
     "SESSION_COOKIE_SECURE": (None, _bool),
     "HEALTH_TOKEN": (None, None),
     "MAX_CONTENT_LENGTH": ("65536", lambda n, r: _int(n, r, minimum=1024)),
+    "RESET_TTL_SECONDS": ("3600", lambda n, r: _int(n, r, minimum=1)),
+    "LOGIN_MAX_FAILURES": ("10", lambda n, r: _int(n, r, minimum=1)),
 }
 
 
@@ -247,6 +249,8 @@ def load_config(environ=None, overrides=None, instance_path: Path = INSTANCE_PAT
     config.setdefault("ARGON2_MEMORY_COST", 65536)
     config.setdefault("ARGON2_PARALLELISM", 4)
     config.setdefault("CLAIM_SECONDS", 30)
+    # LOGIN_MAX_FAILURES counts failed sign-ins per account in a window of this length.
+    config.setdefault("LOGIN_FAILURE_WINDOW_SECONDS", 900)
     config.setdefault("REDIS_TIMEOUT", 1.0)
     return config
 

@@ -46,6 +46,8 @@ SPEC_DEFAULTS = {
     "SESSION_COOKIE_SECURE": False,
     "HEALTH_TOKEN": None,
     "MAX_CONTENT_LENGTH": 65536,
+    "RESET_TTL_SECONDS": 3600,
+    "LOGIN_MAX_FAILURES": 10,
 }
 
 
@@ -145,6 +147,10 @@ BAD_VALUES = [
     ("DATABASE_URL", "signup.db"),
     ("APP_BASE_URL", "signup.example.com"),
     ("REDIS_SENTINELS", "sentinel-without-port"),
+    ("RESET_TTL_SECONDS", "an hour"),
+    ("RESET_TTL_SECONDS", "0"),
+    ("LOGIN_MAX_FAILURES", "-1"),
+    ("LOGIN_MAX_FAILURES", "ten"),
 ]
 
 
