@@ -109,9 +109,13 @@ class Digester:
         """The digest to store for a newly issued code (current key only)."""
         return digest_text(self._mac(self._keyed[0], "code:" + address_id, code))
 
-    def code_digests(self, address_id: str, code: str) -> list[str]:
-        """Digests of a code under every key; the first is the one to store."""
-        return [digest_text(self._mac(k, "code:" + address_id, code)) for k in self._keyed]
+    def code_digests(self, address_id: str, code: str, purpose: str = "code") -> list[str]:
+        """Digests of a code under every key; the first is the one to store.
+
+        `purpose` keeps codes of different kinds apart ("code" for signups, "reset-code" for
+        password resets): a digest of one kind never matches a record of another.
+        """
+        return [digest_text(self._mac(k, f"{purpose}:{address_id}", code)) for k in self._keyed]
 
     def browser_digests(self, browser_key: str) -> list[str]:
         """Digests of a signing-up browser's key under every key; the first is stored."""
@@ -121,9 +125,12 @@ class Digester:
         """The digest to store for a newly issued link token (current key only)."""
         return digest_text(self._mac(self._keyed[0], "token", token))
 
-    def token_digests(self, token: str) -> list[str]:
-        """Digests of a link token under every key; the first is the one to store."""
-        return [digest_text(self._mac(k, "token", token)) for k in self._keyed]
+    def token_digests(self, token: str, purpose: str = "token") -> list[str]:
+        """Digests of a link token under every key; the first is the one to store.
+
+        `purpose` as for `code_digests` ("token" for signups, "reset-token" for resets).
+        """
+        return [digest_text(self._mac(k, purpose, token)) for k in self._keyed]
 
     def legacy_token_digests(self, token: str) -> list[str]:
         """Hex digests of a token of the earlier format: the names of its lookup keys."""

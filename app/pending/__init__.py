@@ -27,7 +27,9 @@ def build_manager(config) -> PendingRegistrationManager:
         pending_ttl=config["PENDING_TTL_SECONDS"], code_ttl=config["CODE_TTL_SECONDS"],
         code_max=config["CODE_MAX_ATTEMPTS"], registration_max=config["REGISTRATION_MAX_ATTEMPTS"],
         cooldown=config["RESEND_COOLDOWN_SECONDS"], per_hour=config["RESEND_MAX_PER_HOUR"],
-        claim_seconds=config["CLAIM_SECONDS"],
+        claim_seconds=config["CLAIM_SECONDS"], reset_ttl=config["RESET_TTL_SECONDS"],
+        login_max_failures=config["LOGIN_MAX_FAILURES"],
+        login_window=config["LOGIN_FAILURE_WINDOW_SECONDS"],
     )
     digester = Digester(config["SECRET_KEY"], config["SECRET_KEY_FALLBACKS"])
     return PendingRegistrationManager(primary, digester, limits,

@@ -11,6 +11,7 @@ from ..security import Digester, link_token_address_id
 from .base import PendingStore
 from .memory import MemoryStore
 from .model import CodeCheck, PendingRegistration, ResendResult, StoreUnavailable, new_op_id
+from .resets import RESET_CODE, RESET_TOKEN, MemoryResets, PasswordReset, ResetStore, resets_for
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ class Limits:
     cooldown: int = 60
     per_hour: int = 5
     claim_seconds: int = 30
+    reset_ttl: int = 3600
+    login_max_failures: int = 10
+    login_window: int = 900
 
 
 class PendingRegistrationManager:
@@ -52,6 +56,10 @@ class PendingRegistrationManager:
                  *, fallback_enabled: bool = True, clock=time.time):
         self.primary = primary
         self.memory = MemoryStore(clock=clock)
+        # Password resets and sign-in failures live beside the registrations, in the same
+        # Redis or (fallback) memory, and switch with them.
+        self.primary_resets = resets_for(primary, clock)
+        self.memory_resets = MemoryResets(clock=clock)
         self.digester = digester
         self.limits = limits
         self.fallback_enabled = fallback_enabled
@@ -185,6 +193,10 @@ class PendingRegistrationManager:
             if self.primary.merge(reg, ttl, attempts, attempts_ttl):
                 moved += 1
             self.memory.discard(reg.address_id, reg.updated_at)
+        for held in self.memory_resets.export():
+            if self.primary_resets.merge(held):
+                moved += 1
+            self.memory_resets.discard(held)
         return moved
 
     def recover(self) -> None:
@@ -392,7 +404,7 @@ class PendingRegistrationManager:
 
     def cleanup_expired(self) -> int:
         """Remove expired records and leftover bookkeeping from every store; how many."""
-        removed = self.memory.cleanup(self.clock())
+        removed = self.memory.cleanup(self.clock()) + self.memory_resets.cleanup(self.clock())
         if self.primary is not None:
             try:
                 removed += self.primary.cleanup(self.clock())
@@ -421,3 +433,89 @@ class PendingRegistrationManager:
         return {"backend": self.backend,
                 "redis": {"status": "healthy", **facts, "latency_ms": round(latency, 3)},
                 "pending_registrations": pending}
+
+    # -- password resets and sign-in failures -------------------------------------------------
+    def _resets(self, store: PendingStore) -> ResetStore:
+        """The reset store beside `store` (Redis beside Redis, memory beside memory)."""
+        return self.memory_resets if store is self.memory else self.primary_resets
+
+    def reset_id(self, email: str) -> str:
+        """The id a reset for this address is stored under (an old key's while one is there)."""
+        ids = self.digester.address_ids(email)
+        for candidate in ids[1:]:
+            if self._run(lambda s, c=candidate: self._resets(s).exists(c)):
+                return candidate
+        return ids[0]
+
+    def issue_reset(self, email: str, code: str, token: str) -> None:
+        """Store a new reset code and link for `email` (the old ones stop working).
+
+        `token` is made with `security.new_link_token(manager.digester.address_id(email))`.
+        The code lives CODE_TTL_SECONDS, the link RESET_TTL_SECONDS; the per-code attempts
+        start again, the per-address counter is kept.
+        """
+        address_id = link_token_address_id(token)
+        if address_id is None or address_id not in self.digester.address_ids(email):
+            raise ValueError("a reset link token must carry the address's id")
+        now, lim = self.clock(), self.limits
+        reset = PasswordReset(
+            email=email, code_digest=self.digester.code_digests(address_id, code, RESET_CODE)[0],
+            token_digest=self.digester.token_digests(token, RESET_TOKEN)[0],
+            code_issued_at=now, link_expires_at=now + lim.reset_ttl, address_id=address_id)
+        self._run(lambda s: self._resets(s).save(reset, max(lim.code_ttl, lim.reset_ttl)))
+
+    def get_reset_by_token(self, token: str) -> PasswordReset | None:
+        """The reset a live link belongs to, or None (changes nothing: mail scanners GET it)."""
+        address_id = link_token_address_id(token)
+        if address_id is None:
+            return None
+        digests = self.digester.token_digests(token, RESET_TOKEN)
+        return self._run(lambda s: self._resets(s).load_by_token(address_id, digests,
+                                                                  self.clock()))
+
+    def reset_with_code(self, email: str, code: str, change) -> CodeCheck:
+        """Check a reset code (caps as for signup codes); on success call `change(reset)`.
+
+        The same claim → change → finish sequence as a verification: the reset is deleted
+        (and the sign-in throttle lifted) only once `change` returns; if it raises, the claim
+        is released and the same code still works. "verified" means done.
+        """
+        address_id = self.reset_id(email)
+        op_id, lim = new_op_id(), self.limits
+        digests = self.digester.code_digests(address_id, code, RESET_CODE)
+        result, store = self._claim(lambda s: self._resets(s).check_code(
+            address_id, digests, now=self.clock(), code_ttl=lim.code_ttl,
+            code_max=lim.code_max, reg_max=lim.registration_max, window=lim.pending_ttl,
+            claim_seconds=lim.claim_seconds, op_id=op_id, count_unknown=not self.uncertain))
+        return self._complete(result, self._resets(store), address_id, op_id, change, None)
+
+    def reset_with_link(self, token: str, change) -> CodeCheck:
+        """The link path of `reset_with_code` (wrong codes do not affect the link)."""
+        address_id = link_token_address_id(token)
+        if address_id is None:
+            return CodeCheck("unknown")
+        op_id = new_op_id()
+        digests = self.digester.token_digests(token, RESET_TOKEN)
+        result, store = self._claim(lambda s: self._resets(s).claim_token(
+            address_id, digests, now=self.clock(), claim_seconds=self.limits.claim_seconds,
+            op_id=op_id))
+        return self._complete(result, self._resets(store), address_id, op_id, change, None)
+
+    def take_login_attempt(self, email: str) -> tuple[int, str]:
+        """Count a sign-in for this address as failed until refunded.
+
+        Returns (0, op id) to go ahead, or (seconds to wait, op id) past LOGIN_MAX_FAILURES in
+        the window. Every address is counted the same way, known or not.
+        """
+        op_id, lim = new_op_id(), self.limits
+        address_id = self.digester.address_id(email)
+        wait = self._run(lambda s: self._resets(s).take_login_attempt(
+            address_id, max_failures=lim.login_max_failures, window=lim.login_window,
+            now=self.clock(), op_id=op_id))
+        return wait, op_id
+
+    def refund_login_attempt(self, email: str, op_id: str) -> None:
+        """The sign-in taken by `op_id` succeeded (or proved the password): uncount it."""
+        address_id = self.digester.address_id(email)
+        self._run(lambda s: self._resets(s).refund_login_attempt(address_id, op_id,
+                                                                 self.clock()))

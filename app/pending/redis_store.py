@@ -226,16 +226,16 @@ class RedisStore(PendingStore):
                                [address_id]))
 
     @staticmethod
-    def _decode(raw: bytes) -> CodeCheck:
-        """A check script's answer (see scripts/_answer.lua) as a CodeCheck."""
+    def _decode(raw: bytes, build=PendingRegistration.from_mapping) -> CodeCheck:
+        """A check script's answer (see scripts/_answer.lua) as a CodeCheck; `build` makes the
+        claimed record from its fields and id."""
         head, _, claimed = raw.partition(b"\n")
         status, attempts_left, retry_after, address_left = head.decode().split(" ")
         reg = None
         if claimed:
             address_id, _, record = claimed.partition(b"\n")
             flat = json.loads(record)
-            reg = PendingRegistration.from_mapping(dict(zip(flat[::2], flat[1::2])),
-                                                   address_id.decode())
+            reg = build(dict(zip(flat[::2], flat[1::2])), address_id.decode())
         return CodeCheck(status, registration=reg,
                          attempts_left=int(attempts_left) if attempts_left else None,
                          retry_after=int(retry_after) if retry_after else None,

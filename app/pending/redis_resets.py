@@ -1,0 +1,120 @@
+"""Password resets and sign-in failures in the Redis of the pending registrations.
+
+Every key of one address shares the hash tag `{<id>}` (see `resets.py` for the layout), and
+every script receives every key it touches in KEYS, so each step runs on one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from .model import to_ms
+from .redis_store import RedisStore, _translate_errors, script_source
+from .resets import HeldInMemory, PasswordReset, ResetStore
+
+SCRIPTS = ("reset_check", "reset_claim", "reset_finish", "release", "login_attempt",
+           "reset_merge")
+
+
+class RedisResets(ResetStore):
+    """Resets beside a RedisStore: the same client, connection pool and key prefix."""
+
+    name = "redis"
+
+    def __init__(self, store: RedisStore):
+        self.client = store.client
+        self.prefix = store.prefix
+        # redis-py's Script sends EVALSHA and loads the script when Redis does not know it
+        # (first use, or a restarted Redis).
+        self.scripts = {name: self.client.register_script(script_source(name))
+                        for name in SCRIPTS}
+
+    def keys(self, address_id: str) -> tuple[str, str, str]:
+        """The reset hash, its per-address attempts counter and the sign-in failures counter."""
+        tag = "{" + address_id + "}"
+        return (self.prefix + "reset:" + tag, self.prefix + "reset-attempts:" + tag,
+                self.prefix + "login-failures:" + tag)
+
+    def op_key(self, address_id: str, op_id: str) -> str:
+        """Where one step keeps its answer (in the address's hash slot)."""
+        return f"{self.prefix}op:{{{address_id}}}:{op_id}"
+
+    def _run(self, name: str, keys: list, args: list):
+        return self.scripts[name](keys=keys, args=args)
+
+    @_translate_errors
+    def save(self, reset, ttl):
+        key = self.keys(reset.address_id)[0]
+        # MULTI/EXEC: the old record (its code, link, attempts and claim) goes in the same step.
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping=reset.to_mapping())
+        pipe.pexpire(key, int(ttl * 1000))
+        pipe.execute()
+
+    @_translate_errors
+    def exists(self, address_id):
+        return bool(self.client.exists(self.keys(address_id)[0]))
+
+    @_translate_errors
+    def load_by_token(self, address_id, digests, now):
+        mapping = self.client.hgetall(self.keys(address_id)[0])
+        stored = mapping.get(b"t")
+        if not stored or not any(hmac.compare_digest(stored, d.encode()) for d in digests):
+            return None
+        reset = PasswordReset.from_mapping(mapping, address_id)
+        return reset if reset.link_alive(now) else None
+
+    @_translate_errors
+    def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
+                   claim_seconds, op_id, count_unknown=True):
+        reset_key, attempts_key, _ = self.keys(address_id)
+        caps = f"{code_ttl} {code_max} {reg_max} {window} {claim_seconds} {int(count_unknown)}"
+        raw = self._run("reset_check", [reset_key, attempts_key, self.op_key(address_id, op_id)],
+                        [address_id, now, caps, op_id, *digests])
+        return RedisStore._decode(raw, PasswordReset.from_mapping)
+
+    @_translate_errors
+    def claim_token(self, address_id, digests, *, now, claim_seconds, op_id):
+        raw = self._run("reset_claim", [self.keys(address_id)[0],
+                                         self.op_key(address_id, op_id)],
+                        [address_id, now, claim_seconds, op_id, *digests])
+        return RedisStore._decode(raw, PasswordReset.from_mapping)
+
+    @_translate_errors
+    def release(self, address_id, op_id, *, count_wrong, window):
+        reset_key, attempts_key, _ = self.keys(address_id)
+        # release.lua is the pending store's own: the claim and counter fields are the same.
+        self._run("release", [reset_key, attempts_key,
+                              self.op_key(address_id, op_id + ":release")],
+                  [op_id, 1 if count_wrong else 0, window])
+
+    @_translate_errors
+    def finish(self, address_id, op_id):
+        reset_key, _, failures_key = self.keys(address_id)
+        return bool(self._run("reset_finish", [reset_key, failures_key], [op_id]))
+
+    @_translate_errors
+    def take_login_attempt(self, address_id, *, max_failures, window, now, op_id):
+        return int(self._run("login_attempt", [self.keys(address_id)[2],
+                                               self.op_key(address_id, op_id)],
+                             ["take", max_failures, window]))
+
+    @_translate_errors
+    def refund_login_attempt(self, address_id, op_id, now):
+        self._run("login_attempt", [self.keys(address_id)[2], self.op_key(address_id, op_id)],
+                  ["refund", 0, 0])
+
+    @_translate_errors
+    def merge(self, held: HeldInMemory) -> bool:
+        """Recovery: store what memory held for one address (see reset_merge.lua)."""
+        fields = []
+        if held.reset is not None:
+            fields = [str(item) for pair in held.reset.to_mapping().items() for item in pair]
+        issued = to_ms(held.reset.code_issued_at) if held.reset is not None else 0
+        return bool(self._run("reset_merge", list(self.keys(held.address_id)), [
+            max(1, int(held.reset_ttl * 1000)), issued, held.attempts,
+            max(1, int(held.attempts_ttl)), held.failures, max(1, int(held.failures_ttl)),
+            json.dumps(fields)]))
+

@@ -1,0 +1,51 @@
+--! include _answer
+-- Check a password-reset code atomically, with the caps of a signup code (check_code.lua):
+-- refuse when the address's wrong reset codes reached reg_max, count every refused code (an
+-- unknown address, a dead or expired code, a wrong one), and claim the reset when right.
+-- KEYS: reset hash, per-address reset attempts counter, op result key (one hash tag: the id)
+-- ARGV: address id, now, "code_ttl code_max reg_max window claim_seconds count_unknown",
+--       op_id, digest, digest, ...
+-- Returns the answer of _answer.lua; the same op_id sent again gets the same answer.
+local prev = redis.call('GET', KEYS[3])
+if prev then return prev end
+local code_ttl, code_max, reg_max, window, claim_seconds, count_unknown =
+  string.match(ARGV[3], '^(%d+) (%d+) (%d+) (%d+) (%d+) ([01])$')
+code_max, reg_max = tonumber(code_max), tonumber(reg_max)
+local function count_wrong()
+  local n = redis.call('INCR', KEYS[2])
+  if n == 1 then redis.call('EXPIRE', KEYS[2], window) end
+  return n
+end
+local now = tonumber(ARGV[2])
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+if used >= reg_max then
+  return answer(KEYS[3], 'locked', nil, redis.call('TTL', KEYS[2]))
+end
+local rec = redis.call('HMGET', KEYS[1], 'c', 'i', 'a', 'w', 'z')
+if not rec[2] then
+  if count_unknown == '1' then used = count_wrong() end
+  return answer(KEYS[3], 'unknown', nil, nil, math.max(0, reg_max - used))
+end
+if rec[4] and rec[4] ~= ARGV[4] and tonumber(rec[5]) > now then
+  return answer(KEYS[3], 'busy')
+end
+local tried = tonumber(rec[3] or '0')
+local refused
+if tried >= code_max then
+  refused = 'code_dead'
+elseif tonumber(rec[2]) / 1000 + tonumber(code_ttl) < now then
+  refused = 'expired'
+end
+if refused then
+  used = count_wrong()
+  return answer(KEYS[3], refused, nil, nil, math.max(0, reg_max - used))
+end
+for i = 5, #ARGV do
+  if ARGV[i] == rec[1] then
+    redis.call('HSET', KEYS[1], 'w', ARGV[4], 'z', now + tonumber(claim_seconds))
+    return answer(KEYS[3], 'ok', nil, nil, nil, ARGV[1], redis.call('HGETALL', KEYS[1]))
+  end
+end
+tried = redis.call('HINCRBY', KEYS[1], 'a', 1)
+used = count_wrong()
+return answer(KEYS[3], 'wrong', math.max(0, math.min(code_max - tried, reg_max - used)))
