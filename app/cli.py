@@ -16,6 +16,7 @@ from flask.cli import AppGroup, with_appcontext
 from .backup import (BackupError, PartResult, backup_redis, backup_users_db, restore_users_db,
                      sqlite_path)
 from .extensions import db
+from .models import create_tables
 from .pending import PendingRegistration, StoreUnavailable, get_manager
 from .pending.manager import Limits, PendingRegistrationManager
 from .security import Digester, new_code, new_link_token
@@ -26,8 +27,9 @@ pending_cli = AppGroup("pending", help="Inspect and tidy pending registrations."
 @click.command("init-db")
 @with_appcontext
 def init_db():
-    """Create the users table if it does not exist."""
-    db.create_all()
+    """Create the users table if it does not exist, or add the columns an upgrade brought."""
+    for name in create_tables():
+        click.echo(f"added column users.{name}")
     click.echo(f"users table ready in {db.engine.url.render_as_string(hide_password=True)}")
 
 

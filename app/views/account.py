@@ -4,33 +4,10 @@ from flask import Blueprint, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
 
 from .. import accounts
-from ..extensions import db
 from ..forms import LoginForm, LogoutForm
-from ..models import User
 from . import render_form, unavailable
 
 bp = Blueprint("account", __name__)
-
-
-def sign_in(user: User) -> None:
-    """Start a fresh session for the user (nothing from before sign-in is carried over)."""
-    lang = session.get("lang")
-    session.clear()
-    session["user_id"] = user.id
-    if lang:
-        session["lang"] = lang
-
-
-def current_user() -> User | None:
-    """The signed-in user, or None."""
-    user_id = session.get("user_id")
-    if not isinstance(user_id, int):
-        return None
-    try:
-        return db.session.get(User, user_id)
-    except Exception:  # a database outage on a read: treat as signed out
-        db.session.rollback()
-        return None
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -49,17 +26,21 @@ def login():
         form.form_errors.append(_("That email and password do not match an account. If you "
                                   "signed up recently, verify your address first."))
         return render_form("account/login.html", 400, form=form)
-    sign_in(user)
+    accounts.sign_in(user)
     return redirect(url_for("account.account"), 303)
 
 
 @bp.route("/logout", methods=["GET", "POST"])
 def logout():
-    """GET shows a sign-out button; POST signs out."""
+    """GET shows a sign-out button; POST signs out here and ends the user's other sessions."""
     form = LogoutForm()
     if form.validate_on_submit():
-        session.clear()
-        flash(_("You are signed out."), "info")
+        try:
+            accounts.sign_out()
+            flash(_("You are signed out."), "info")
+        except accounts.DatabaseUnavailable:
+            flash(_("You are signed out on this browser, but we could not sign you out on your "
+                    "other devices just now. Sign in and out again in a few minutes."), "warning")
         return redirect(url_for("main.index"), 303)
     return render_form("account/logout.html", 400 if form.is_submitted() else 200, form=form)
 
@@ -67,7 +48,7 @@ def logout():
 @bp.get("/account")
 def account():
     """The signed-in user's page."""
-    user = current_user()
+    user = accounts.current_user()
     if user is None:
         return redirect(url_for("account.login"))
     return render_template("account/account.html", user=user)
