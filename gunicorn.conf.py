@@ -35,7 +35,8 @@ errorlog = "-"
 
 
 class RedactingLogger(Logger):
-    """The access log with link tokens replaced: `/verify/<token>` is written `/verify/…`."""
+    """The access log with link tokens replaced: `/verify/<token>` is written `/verify/…`
+    (and `/password/reset/<token>` as `/password/reset/…`)."""
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)

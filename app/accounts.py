@@ -20,7 +20,8 @@ from . import metrics
 from .extensions import db
 from .mail import send_email
 from .models import User, utcnow
-from .pending import PendingRegistration, StoreUnavailable, get_manager
+from .pending import CodeCheck, PendingRegistration, StoreUnavailable, get_manager
+from .pending.resets import PasswordReset
 from .security import Passwords, new_code, new_link_token
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,27 @@ class DatabaseUnavailable(Exception):
 
 @dataclass
 class SignupOutcome:
-    """What the person is told after a signup or resend (the same for every branch)."""
+    """What the person is told after a signup, resend or forgotten-password request (the same
+    for every branch)."""
 
     email_sent: bool
     retry_after: int = 0
+
+
+@dataclass
+class SignInOutcome:
+    """What a sign-in came to.
+
+    status: ok (the user), wrong (address or password; counted), locked (too many failed
+    sign-ins for the address: `retry_after`), unverified (the signup password of a pending
+    registration: it was stored again for this browser and a new code sent, allowance
+    permitting).
+    """
+
+    status: str
+    user: User | None = None
+    retry_after: int = 0
+    email_sent: bool = False
 
 
 def passwords() -> Passwords:
@@ -60,10 +78,11 @@ def link_for(token: str) -> str:
     return url_for("verify.link", token=token, _external=True)
 
 
-def _absolute(endpoint: str) -> str:
+def _absolute(endpoint: str, **values) -> str:
     """An absolute URL for a page, from APP_BASE_URL when set."""
     base = current_app.config.get("APP_BASE_URL")
-    return f"{base}{url_for(endpoint)}" if base else url_for(endpoint, _external=True)
+    return (f"{base}{url_for(endpoint, **values)}" if base
+            else url_for(endpoint, _external=True, **values))
 
 
 def _mail_context(email: str, code: str | None, token: str | None) -> dict:
@@ -75,6 +94,7 @@ def _mail_context(email: str, code: str | None, token: str | None) -> dict:
     else:
         context["login_url"] = _absolute("account.login")
         context["signup_url"] = _absolute("signup.signup")
+        context["forgot_url"] = _absolute("password.forgot")
     return context
 
 
@@ -95,7 +115,14 @@ def signup(email: str, password: str, name: str, locale: str,
             return SignupOutcome(email_sent=False, retry_after=retry)
         sent = send_email("existing_account", email, locale, **_mail_context(email, None, None))
         return SignupOutcome(email_sent=sent)
+    return _register(email, password_hash, name, locale, browser_key)
 
+
+def _register(email: str, password_hash: str, name: str, locale: str,
+              browser_key: str) -> SignupOutcome:
+    """Store (or replace) the pending registration, taking one email from the allowance in the
+    same step, and email its new code and link."""
+    manager = get_manager()
     # One id for the record, its code digest and its link token (which carries the id, so
     # the link finds the record in one read), even when a key rotation leaves several.
     address_id = manager.address_id(email)
@@ -213,6 +240,137 @@ def authenticate(email: str, password: str) -> User | None:
     user = find_user(email)
     ok = passwords().verify(user.password_hash if user else None, password)
     return user if ok and user else None
+
+
+def attempt_sign_in(email: str, password: str, browser_key: str) -> SignInOutcome:
+    """Check a sign-in, counted against the address's LOGIN_MAX_FAILURES (known or not).
+
+    The attempt is counted as failed before the password is checked, so parallel guesses cannot
+    pass the cap together, and uncounted when it was not a failure. A verified user with the
+    right password is ok. An address with a pending registration whose signup password this
+    is gets "not verified yet": the registration is stored again for this browser (a new code,
+    allowance permitting), so it verifies as the browser that signed up. Anything else is
+    "wrong address or password", so nothing is learnt without the password; one argon2
+    verification in every branch.
+    """
+    manager = get_manager()
+    try:
+        wait, op_id = manager.take_login_attempt(email)
+    except StoreUnavailable:
+        # Redis down with PENDING_FALLBACK=off: sign-in keeps working on the per-IP limit alone.
+        log.warning("sign-in failures cannot be counted: the pending store is unavailable")
+        wait, op_id = 0, None
+    if wait:
+        metrics.LOGIN_FAILURES.labels(reason="throttled").inc()
+        return SignInOutcome("locked", retry_after=wait)
+    user = find_user(email)
+    reg = None
+    if user is None:
+        try:
+            reg = manager.get_registration(email)
+        except StoreUnavailable:
+            reg = None  # answered like an unknown address: the password cannot be checked
+    stored = user.password_hash if user is not None else reg.password_hash if reg else None
+    if not passwords().verify(stored, password):
+        metrics.LOGIN_FAILURES.labels(reason="password").inc()
+        return SignInOutcome("wrong")
+    if op_id is not None:
+        manager.refund_login_attempt(email, op_id)
+    if user is not None:
+        return SignInOutcome("ok", user=user)
+    outcome = _register(email, reg.password_hash, reg.name, reg.locale, browser_key)
+    return SignInOutcome("unverified", retry_after=outcome.retry_after,
+                         email_sent=outcome.email_sent)
+
+
+# -- forgotten passwords ----------------------------------------------------------------------
+MAX_TOKEN_LENGTH = 128  # a link token is 76 characters; anything much longer is not one
+
+
+def _reset_mail_context(email: str, code: str, token: str) -> dict:
+    cfg = current_app.config
+    return {"email": email, "code": code, "code_minutes": cfg["CODE_TTL_SECONDS"] // 60,
+            "link": _absolute("password.reset_link", token=token),
+            "link_minutes": cfg["RESET_TTL_SECONDS"] // 60,
+            "reset_url": _absolute("password.reset")}
+
+
+def forgot_password(email: str, locale: str) -> SignupOutcome:
+    """Email what helps with a forgotten password; the answer is the same for every address.
+
+    One email from the address's allowance in every branch (taken first, whether or not
+    anything exists): a verified user gets a reset code and link; an address with a pending
+    signup a new verification code instead (as resend), so the signup can be finished; any
+    other address "no account uses this address — sign up here". Each branch does one users
+    lookup, one allowance step and sends one email, so the time taken tells them apart no more
+    than the answer does.
+    """
+    manager = get_manager()
+    user = find_user(email)
+    code, token = new_code(), new_link_token(manager.address_id(email))
+    result = manager.resend(email, code, token)
+    if result.status == "wait":
+        return SignupOutcome(email_sent=False, retry_after=result.retry_after)
+    if user is not None:
+        reset_code, reset_token = new_code(), new_link_token(manager.reset_id(email))
+        manager.issue_reset(email, reset_code, reset_token)
+        metrics.PASSWORD_RESETS.labels(stage="requested").inc()
+        sent = send_email("password_reset", email, locale,
+                          **_reset_mail_context(email, reset_code, reset_token))
+    elif result.status == "updated":
+        metrics.RESENDS.inc()
+        sent = send_email("verification", email, result.locale or locale,
+                          **_mail_context(email, code, token))
+    elif manager.uncertain:
+        # Memory (fallback) cannot tell "no registration" from "held in Redis": say nothing.
+        raise StoreUnavailable("pending registrations are only partly reachable")
+    else:
+        sent = send_email("no_account", email, locale, **_mail_context(email, None, None))
+    return SignupOutcome(email_sent=sent)
+
+
+def reset_for_link(token: str) -> PasswordReset | None:
+    """The reset an emailed link belongs to, or None; reading it changes nothing.
+
+    Raises StoreUnavailable when the memory fallback cannot say the link is dead.
+    """
+    manager = get_manager()
+    reset = manager.get_reset_by_token(token) if len(token) <= MAX_TOKEN_LENGTH else None
+    if reset is None and manager.uncertain:
+        raise StoreUnavailable("resets are only partly reachable")
+    return reset
+
+
+def reset_password(password: str, locale: str, *, email: str | None = None,
+                   code: str | None = None, token: str | None = None) -> CodeCheck:
+    """Set a new password with a reset code (`email`, `code`) or link (`token`).
+
+    On success ("verified", the user in `result`) the new argon2id hash is stored and every
+    session of the user ended in one UPDATE, then the code and link die and the account's
+    sign-in throttle is lifted; a "your password was changed" email follows. Refused codes count
+    as at signup. If the database fails, nothing changed and the same code or link works again.
+    """
+    def change(reset: PasswordReset) -> User | None:
+        user = find_user(reset.email)
+        if user is not None:  # None: the account was deleted since; the reset just ends
+            set_password(user, password)
+        return user
+
+    manager = get_manager()
+    if token is not None:
+        result = manager.reset_with_link(token, change)
+    else:
+        result = manager.reset_with_code(email, code, change)
+    if result.status == "verified" and result.result is None:
+        result = CodeCheck("unknown")
+    if result.status == "verified":
+        metrics.PASSWORD_RESETS.labels(stage="completed").inc()
+        user = result.result
+        send_email("password_changed", user.email, locale, email=user.email,
+                   forgot_url=_absolute("password.forgot"))
+    elif result.status in ("wrong", "unknown", "expired", "code_dead", "locked"):
+        metrics.PASSWORD_RESETS.labels(stage="refused").inc()
+    return result
 
 
 # -- signed-in sessions -------------------------------------------------------------------------

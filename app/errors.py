@@ -40,6 +40,9 @@ def _form_pages():
         "verify.link": ("verify/link.html", forms.LinkForm),
         "resend.resend": ("resend/resend.html", forms.ResendForm),
         "account.login": ("account/login.html", forms.LoginForm),
+        "password.forgot": ("password/forgot.html", forms.ForgotForm),
+        "password.reset": ("password/reset.html", forms.ResetForm),
+        "password.reset_link": ("password/reset_link.html", forms.ResetLinkForm),
     }
 
 

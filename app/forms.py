@@ -97,6 +97,27 @@ def password_problem_message(problem: str, min_length: int) -> str:
     return problem
 
 
+def check_password_rules(field, email: str) -> None:
+    """The signup password rules for a new password; raise ValidationError when one is broken."""
+    rules = current_app.extensions["passwords"]
+    problems = rules.problems(field.data or "", email)
+    if problems:
+        # The rules live in security.py in English; the person reads them in their language.
+        raise ValidationError(password_problem_message(problems[0], rules.min_length))
+
+
+def new_password_fields():
+    """A new password and its repetition (fields keep the order they are made in, so each form
+    makes its own where they belong)."""
+    return (
+        PasswordField(_l("New password"), validators=[
+            DataRequired(_l("Choose a password.")),
+            Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))]),
+        PasswordField(_l("Repeat the new password"), validators=[
+            DataRequired(_l("Type the password again.")),
+            EqualTo("password", message=_l("The two passwords are not the same."))]))
+
+
 class SignupForm(Form):
     """email, password, confirm, optional name; `typed_email` confirms an address kept as typed."""
 
@@ -120,12 +141,7 @@ class SignupForm(Form):
 
     def validate_password(self, field):
         """Length, common-password and same-as-email checks (no composition rules)."""
-        email = getattr(self.email, "normalised", "")
-        rules = current_app.extensions["passwords"]
-        problems = rules.problems(field.data or "", email)
-        if problems:
-            # The rules live in security.py in English; the person reads them in their language.
-            raise ValidationError(password_problem_message(problems[0], rules.min_length))
+        check_password_rules(field, getattr(self.email, "normalised", ""))
 
 
 class VerifyForm(Form):
@@ -164,6 +180,39 @@ class LoginForm(Form):
     password = PasswordField(_l("Password"), validators=[
         DataRequired(_l("Enter your password.")),
         Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
+
+
+class ForgotForm(Form):
+    """email: where to send help with a forgotten password."""
+
+    email = EmailField(_l("Email address"))
+
+
+class ResetForm(Form):
+    """email, code, password, confirm: a new password with the emailed reset code."""
+
+    email = EmailField(_l("Email address"))
+    code = StringField(_l("Code from the email"))
+    password, confirm = new_password_fields()
+    validate_code = VerifyForm.validate_code
+
+    def validate_password(self, field):
+        """The signup rules (SPEC section 3)."""
+        check_password_rules(field, getattr(self.email, "normalised", ""))
+
+
+class ResetLinkForm(Form):
+    """password, confirm: a new password on the emailed reset link's page.
+
+    The view sets `account_email` (from the reset) for the "not your email address" rule.
+    """
+
+    password, confirm = new_password_fields()
+    account_email = ""
+
+    def validate_password(self, field):
+        """The signup rules (SPEC section 3)."""
+        check_password_rules(field, self.account_email)
 
 
 class LogoutForm(Form):

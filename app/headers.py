@@ -10,6 +10,8 @@ DEFAULTS = (
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "same-origin"),
 )
+# Pages whose URL holds an emailed link token: no Referer may carry it to another site.
+LINK_ENDPOINTS = ("verify.link", "password.reset_link")
 HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 
 
@@ -21,7 +23,7 @@ def add_security_headers(response):
     present = {name.lower() for name, _ in headers.items()}
     endpoint = request.endpoint
     missing = [item for item in DEFAULTS if item[0].lower() not in present]
-    if endpoint == "verify.link":
+    if endpoint in LINK_ENDPOINTS:
         missing = [item for item in missing if item[0] != "Referrer-Policy"]
         headers["Referrer-Policy"] = "no-referrer"
     if request.is_secure and "strict-transport-security" not in present:

@@ -16,6 +16,11 @@ LIMITED_ENDPOINTS = {
     "verify.link": "RATELIMIT_VERIFY",
     "resend.resend": "RATELIMIT_RESEND",
     "account.login": "RATELIMIT_LOGIN",
+    # A forgotten-password request sends an email, as a resend does; a reset checks a code or
+    # link, as a verification does: each shares that allowance.
+    "password.forgot": "RATELIMIT_RESEND",
+    "password.reset": "RATELIMIT_VERIFY",
+    "password.reset_link": "RATELIMIT_VERIFY",
 }
 # Flask-Limiter settings for limits on every request; none is set by this app (SPEC section 3).
 GLOBAL_LIMIT_SETTINGS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")

@@ -22,6 +22,9 @@ SUBJECTS = {
     "verification": lambda: _("Your verification code"),
     "existing_account": lambda: _("You already have an account"),
     "no_registration": lambda: _("No signup is waiting for this address"),
+    "password_reset": lambda: _("Your password reset code"),
+    "no_account": lambda: _("No account uses this address"),
+    "password_changed": lambda: _("Your password was changed"),
 }
 
 

@@ -26,6 +26,14 @@ WRONG_CODES = Counter("signup_wrong_codes_total",
                       "Wrong codes (including unknown addresses and wrong signup passwords).")
 EXPIRED = Counter("signup_expired_total", "Codes entered after they expired.")
 RESENDS = Counter("signup_resends_total", "Resend requests within the email allowance.")
+PASSWORD_RESETS = Counter(
+    "signup_password_resets_total",
+    "Password resets by stage: requested (a code and link emailed to an account), refused (a "
+    "reset code refused: wrong, expired, dead, locked or for no reset), completed.", ["stage"])
+LOGIN_FAILURES = Counter(
+    "signup_login_failures_total",
+    "Failed sign-ins, by reason: password (wrong address or password), throttled (refused: "
+    "LOGIN_MAX_FAILURES reached for the address).", ["reason"])
 RATE_LIMITED = Counter("signup_rate_limited_total", "Requests refused by a rate limit.",
                        ["endpoint"])
 # Each worker reports what it sees; "live" modes forget workers that have exited.

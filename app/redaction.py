@@ -1,17 +1,18 @@
-"""Keep link tokens out of logs: `/verify/<token>` is written as `/verify/…`."""
+"""Keep link tokens out of logs: `/verify/<token>` is written as `/verify/…`, and a password
+reset link `/password/reset/<token>` as `/password/reset/…`."""
 
 from __future__ import annotations
 
 import logging
 import re
 
-TOKEN_PATH = re.compile(r"/verify/[^/\s?#\"']+")
+TOKEN_PATH = re.compile(r"(/verify/|/password/reset/)[^/\s?#\"']+")
 REDACTED = "/verify/…"
 
 
 def redact(text: str) -> str:
-    """Replace every verification-link token in text."""
-    return TOKEN_PATH.sub(REDACTED, text)
+    """Replace every verification-link and reset-link token in text."""
+    return TOKEN_PATH.sub(r"\1…", text)
 
 
 class RedactingFilter(logging.Filter):

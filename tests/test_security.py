@@ -147,7 +147,8 @@ RATE_LIMITED = {
     "RATELIMIT_RESEND": f"{LIMIT}/minute",
     "RATELIMIT_LOGIN": f"{LIMIT}/minute",
 }
-LIMITED_FORMS = ["signup", "verify", "link", "resend", "login"]
+LIMITED_FORMS = ["signup", "verify", "link", "resend", "login", "forgot", "reset",
+                 "reset_link"]
 
 
 def limited_form(form, app, smtp):
@@ -166,6 +167,21 @@ def limited_form(form, app, smtp):
         return path_of(link), {"password": WRONG_PASSWORD}, None
     if form == "resend":
         return "/resend", {"email": EMAIL}, None
+    if form == "forgot":
+        return "/password/forgot", {"email": EMAIL}, None
+    if form == "reset":
+        return "/password/reset", {"email": EMAIL, "code": "000000", "password": PASSWORD,
+                                   "confirm": PASSWORD}, None
+    if form == "reset_link":
+        # A reset of a verified account; the POSTs (a too short password) leave it valid. The
+        # owner verifies from another IP: the verify allowance is the test client's to spend.
+        owner = SignupActions(app.test_client(), smtp)
+        owner.client.environ_base["REMOTE_ADDR"] = "192.0.2.7"
+        code, _ = signed_up(owner)
+        owner.verify(EMAIL, code)
+        owner.post("/password/forgot", {"email": EMAIL})
+        link = re.search(r"https?://\S+(/password/reset/\S+)", text_of(smtp.wait_for(EMAIL, 2)))
+        return link.group(1), {"password": "short", "confirm": "short"}, None
     return "/login", {"email": EMAIL, "password": WRONG_PASSWORD}, None
 
 
@@ -190,7 +206,7 @@ def test_rate_limit_on_form_posts(build, backend, smtp, form, request):
     assert PASSWORD not in page_text(limited) and WRONG_PASSWORD not in page_text(limited)
     if "email" in data:
         assert input_value(limited, "email") == EMAIL
-    if form == "link":
+    if form in ("link", "reset_link"):
         assert limited.headers["Referrer-Policy"] == "no-referrer"
     # Still limited on the next POST; GETs are still served.
     assert post_form(client, path, data, form_path).status_code == 429
@@ -211,7 +227,9 @@ def test_rate_limits_are_per_endpoint(make_app, smtp):
     for _ in range(LIMIT):
         assert post_form(client, "/signup", data).status_code != 429
     assert post_form(client, "/signup", data).status_code == 429
-    assert post_form(client, "/login", {"email": EMAIL, "password": PASSWORD}).status_code == 400
+    # Not limited: the pending signup's own password takes sign-in on to /verify.
+    login = post_form(client, "/login", {"email": EMAIL, "password": PASSWORD})
+    assert login.status_code == 303 and urlsplit(login.headers["Location"]).path == "/verify"
 
 
 def login_from(app, forwarded_for, remote="10.0.0.1"):
@@ -1005,13 +1023,16 @@ def test_a_later_signup_by_someone_else_takes_away_the_first_browsers_shortcut(m
     assert refused.status_code == 400
     assert 'name="password"' in refused.get_data(as_text=True)
     assert victim.client.get("/account").status_code == 302  # not signed in
-    assert attacker.login("target@example.com", "attacker passphrase two").status_code == 400
     link = victim.link_for("target@example.com", count=2)
     page = victim.open_link(link)
     assert 'name="password"' in page.get_data(as_text=True)
     # With the password of the pending signup (which the victim does not know) it completes.
     assert victim.verify("target@example.com", code,
                          password="victim passphrase one").status_code == 400
+    # No account exists: the attacker's sign-in with that password is sent on to /verify.
+    login = attacker.login("target@example.com", "attacker passphrase two")
+    assert login.status_code == 303 and login.headers["Location"].endswith("/verify")
+    assert attacker.client.get("/account").status_code == 302
 
 
 @pytest.mark.parametrize("backend_kind", ["memory", "redis"])

@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 
 from ..security import mask_email
 
-BLUEPRINT_MODULES = ("main", "signup", "verify", "resend", "account", "health")
+BLUEPRINT_MODULES = ("main", "signup", "verify", "resend", "account", "password", "health")
 
 
 def render_form(template: str, status: int = 200, headers=None, **context):
