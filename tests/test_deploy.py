@@ -25,7 +25,7 @@ import redis
 import yaml
 
 from .conftest import PASSWORD, SignupActions
-from .helpers import ROOT, free_port, require
+from .helpers import ROOT, free_port, require, text_of
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 REDIS_CONF = ROOT / "deploy" / "redis.conf"
@@ -538,6 +538,40 @@ def test_whole_signup_flow_through_the_acl_user(clean_acl_redis, make_app, smtp)
     assert keys and all(key.startswith("signup:") for key in keys), keys
     # The limiter kept its counters in Redis (not in its memory fallback) under signup:.
     assert any(key.startswith("signup:ratelimit") for key in keys), keys
+    assert not app.extensions["pending"].degraded
+    assert refusals(server) == []
+
+
+@pytest.mark.redis
+def test_password_resets_and_sign_in_throttle_through_the_acl_user(clean_acl_redis, make_app,
+                                                                   smtp):
+    """Forgot, a wrong reset code, resets by code and by link, failed sign-ins, the throttle and
+    its lifting all work through the app's ACL user, and Redis refused nothing."""
+    server = clean_acl_redis
+    app = make_app(REDIS_URL=server.app_url, LOGIN_MAX_FAILURES=2)
+    browser = SignupActions(app.test_client(), smtp)
+    assert browser.signup(EMAIL).status_code == 303
+    assert browser.verify(EMAIL, browser.code_for(EMAIL)).status_code == 303
+    for _ in range(2):
+        assert browser.login(EMAIL, "not the password").status_code == 400
+    assert browser.login(EMAIL).status_code == 429
+    new_password = "a brand new long passphrase"
+    for round_, how in enumerate(("code", "link"), start=2):
+        assert browser.post("/password/forgot", {"email": EMAIL}).status_code == 303
+        message = text_of(browser.email_to(EMAIL, 2 * round_ - 2))
+        code = re.search(r"^\s{4}(\d{6})\s*$", message, re.MULTILINE).group(1)
+        link = re.search(r"https?://\S+(/password/reset/\S+)", message).group(1)
+        wrong = "000000" if code != "000000" else "111111"
+        reset = {"email": EMAIL, "password": new_password, "confirm": new_password}
+        assert browser.post("/password/reset", {**reset, "code": wrong}).status_code == 400
+        assert browser.client.get(link).status_code == 200
+        if how == "code":
+            answer = browser.post("/password/reset", {**reset, "code": code})
+        else:
+            answer = browser.post(link, {"password": new_password, "confirm": new_password})
+        assert answer.status_code == 303, how
+        new_password, old = "yet another long passphrase", new_password
+    assert SignupActions(app.test_client(), smtp).login(EMAIL, old).status_code == 303
     assert not app.extensions["pending"].degraded
     assert refusals(server) == []
 

@@ -309,3 +309,12 @@ def test_recovery_keeps_a_reset_issued_later_in_redis(real, redis_server):
         assert other.reset_with_code(EMAIL, OTHER_CODE, Promoter()).status == "verified"
     finally:
         manager.close()
+
+
+def test_removing_a_reset_kills_its_code_and_link(manager):
+    """remove_reset (an address without an account keeps no reset): code and link dead."""
+    token = issue(manager)
+    assert manager.remove_reset(EMAIL) is True
+    assert manager.remove_reset(EMAIL) is False
+    assert manager.get_reset_by_token(token) is None
+    assert by_code(manager, CODE)[0].status == "unknown"

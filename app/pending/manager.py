@@ -464,6 +464,11 @@ class PendingRegistrationManager:
             code_issued_at=now, link_expires_at=now + lim.reset_ttl, address_id=address_id)
         self._run(lambda s: self._resets(s).save(reset, max(lim.code_ttl, lim.reset_ttl)))
 
+    def remove_reset(self, email: str) -> bool:
+        """Delete the address's reset, if any (its code and link stop working)."""
+        address_id = self.reset_id(email)
+        return self._run(lambda s: self._resets(s).delete(address_id))
+
     def get_reset_by_token(self, token: str) -> PasswordReset | None:
         """The reset a live link belongs to, or None (changes nothing: mail scanners GET it)."""
         address_id = link_token_address_id(token)

@@ -58,6 +58,10 @@ class RedisResets(ResetStore):
         return bool(self.client.exists(self.keys(address_id)[0]))
 
     @_translate_errors
+    def delete(self, address_id):
+        return bool(self.client.delete(self.keys(address_id)[0]))
+
+    @_translate_errors
     def load_by_token(self, address_id, digests, now):
         mapping = self.client.hgetall(self.keys(address_id)[0])
         stored = mapping.get(b"t")

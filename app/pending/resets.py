@@ -113,6 +113,10 @@ class ResetStore(ABC):
         """True when a live reset is stored under this id."""
 
     @abstractmethod
+    def delete(self, address_id: str) -> bool:
+        """Remove the address's reset, if any; true when one was removed."""
+
+    @abstractmethod
     def load_by_token(self, address_id: str, digests: list[str],
                       now: float) -> PasswordReset | None:
         """The reset whose live link has one of these digests, without claiming it."""
@@ -189,6 +193,11 @@ class MemoryResets(ResetStore):
     def exists(self, address_id):
         with self.lock:
             return self.records.get_live(address_id, self.clock()) is not None
+
+    def delete(self, address_id):
+        with self.lock:
+            self.claims.pop(address_id, None)
+            return self.records.pop(address_id, None) is not None
 
     def load_by_token(self, address_id, digests, now):
         with self.lock:
