@@ -1,4 +1,5 @@
-"""Signup, verification, resend, promotion, sign-in and signed-in sessions.
+"""Signup, verification, resend, promotion, sign-in, forgotten passwords and signed-in
+sessions.
 
 Everything but the session functions is callable without HTTP; those (`sign_in`, `sign_out`,
 `current_user`, `end_sessions`) work on the request's Flask session.
@@ -20,8 +21,7 @@ from . import metrics
 from .extensions import db
 from .mail import send_email
 from .models import User, utcnow
-from .pending import CodeCheck, PendingRegistration, StoreUnavailable, get_manager
-from .pending.resets import PasswordReset
+from .pending import CodeCheck, PasswordReset, PendingRegistration, StoreUnavailable, get_manager
 from .security import Passwords, new_code, new_link_token
 
 log = logging.getLogger(__name__)
@@ -233,13 +233,6 @@ def verify_link(token: str, *, signup_email=None, password=None, browser_key=Non
         token, promote, check=completion_check(signup_email, password, browser_key))
     metrics.record_check(result.status, "link")
     return result
-
-
-def authenticate(email: str, password: str) -> User | None:
-    """The user when the address and password match; equal time when the address is unknown."""
-    user = find_user(email)
-    ok = passwords().verify(user.password_hash if user else None, password)
-    return user if ok and user else None
 
 
 def attempt_sign_in(email: str, password: str, browser_key: str) -> SignInOutcome:

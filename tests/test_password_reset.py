@@ -257,7 +257,7 @@ def test_every_forgot_counts_against_the_email_allowance(build, smtp):
         response = ResetActions(app.test_client(), smtp).forgot(address)
         assert response.status_code == 429, address
         assert 0 < int(response.headers["Retry-After"]) <= 60
-        assert "You can ask again in" in page_text(response)
+        assert "You can ask for a new code in" in page_text(response)
         assert len(smtp.to(address)) == count
 
 

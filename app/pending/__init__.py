@@ -7,9 +7,10 @@ from flask import current_app
 from ..security import Digester
 from .manager import Limits, PendingRegistrationManager
 from .model import CodeCheck, PendingRegistration, StoreUnavailable
+from .resets import PasswordReset
 
-__all__ = ["CodeCheck", "PendingRegistration", "PendingRegistrationManager", "StoreUnavailable",
-           "build_manager", "get_manager", "init_app"]
+__all__ = ["CodeCheck", "PasswordReset", "PendingRegistration", "PendingRegistrationManager",
+           "StoreUnavailable", "build_manager", "get_manager", "init_app"]
 
 
 def build_manager(config) -> PendingRegistrationManager:

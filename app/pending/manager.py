@@ -193,10 +193,10 @@ class PendingRegistrationManager:
             if self.primary.merge(reg, ttl, attempts, attempts_ttl):
                 moved += 1
             self.memory.discard(reg.address_id, reg.updated_at)
-        for held in self.memory_resets.export():
+        for held in self.memory_resets.export_held():
             if self.primary_resets.merge(held):
                 moved += 1
-            self.memory_resets.discard(held)
+            self.memory_resets.discard_held(held)
         return moved
 
     def recover(self) -> None:

@@ -29,13 +29,13 @@ manager moves them into Redis when it recovers.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 
-from .memory import OP_MEMORY_SECONDS, MemoryStore, _Expiring
-from .model import CodeCheck, to_ms
+from .base import PendingStore
+from .memory import MemoryStore, _Expiring
+from .model import to_ms
 
 RESET_CODE = "reset-code"
 RESET_TOKEN = "reset-token"
@@ -52,6 +52,7 @@ class PasswordReset:
     link_expires_at: float
     code_attempts: int = 0
     address_id: str = ""
+    expires_at: float = 0.0  # when the record goes (its TTL), not stored in the hash
 
     @property
     def updated_at(self) -> float:
@@ -99,18 +100,21 @@ class HeldInMemory:
 class ResetStore(ABC):
     """Storage for password resets, their attempt counters and per-account sign-in failures.
 
-    The method names and arguments of the code checks follow `PendingStore` (`check_code`,
-    `claim_token`, `release`, `finish`), so the manager runs a reset through the same
-    claim → change → finish sequence as a verification. Each method is one atomic step.
+    `check_code`, `claim_token`, `release` and `finish` are `PendingStore`'s steps (the same
+    arguments and answers), on reset records, so the manager runs a reset through the same
+    claim → change → finish sequence as a verification; `finish` also lifts the address's
+    sign-in throttle, and a link is only found while it is live. Each method is one atomic step.
     """
+
+    check_code = PendingStore.check_code
+    claim_token = PendingStore.claim_token
+    release = PendingStore.release
+    finish = PendingStore.finish
+    exists = PendingStore.exists
 
     @abstractmethod
     def save(self, reset: PasswordReset, ttl: float) -> None:
         """Create or replace the address's reset (the old code and link stop working)."""
-
-    @abstractmethod
-    def exists(self, address_id: str) -> bool:
-        """True when a live reset is stored under this id."""
 
     @abstractmethod
     def delete(self, address_id: str) -> bool:
@@ -122,25 +126,6 @@ class ResetStore(ABC):
         """The reset whose live link has one of these digests, without claiming it."""
 
     @abstractmethod
-    def check_code(self, address_id: str, digests: list[str], *, now: float, code_ttl: int,
-                   code_max: int, reg_max: int, window: int, claim_seconds: int,
-                   op_id: str, count_unknown: bool = True) -> CodeCheck:
-        """Check a reset code with the caps of a signup code; claim the reset when right."""
-
-    @abstractmethod
-    def claim_token(self, address_id: str, digests: list[str], *, now: float,
-                    claim_seconds: int, op_id: str) -> CodeCheck:
-        """Claim the reset a live link points at (ok, busy or unknown)."""
-
-    @abstractmethod
-    def release(self, address_id: str, op_id: str, *, count_wrong: bool, window: int) -> None:
-        """Drop this op's claim (the password change failed); optionally count a wrong code."""
-
-    @abstractmethod
-    def finish(self, address_id: str, op_id: str) -> bool:
-        """Delete the reset if this op holds the claim, and lift the sign-in throttle with it."""
-
-    @abstractmethod
     def take_login_attempt(self, address_id: str, *, max_failures: int, window: int,
                            now: float, op_id: str) -> int:
         """Count a sign-in as failed until refunded: 0, or seconds to wait (cap reached)."""
@@ -150,138 +135,50 @@ class ResetStore(ABC):
         """The sign-in taken by `op_id` did not fail: take it off the count (once)."""
 
 
-def _count(table: _Expiring, key: str, now: float, window: float) -> int:
-    """Add one to a counter that expires `window` seconds after its first count."""
-    current = table.get_live(key, now)
-    expires = table[key][1] if current else now + window
-    table[key] = ((current or 0) + 1, expires)
-    return (current or 0) + 1
+class MemoryResets(MemoryStore, ResetStore):
+    """Resets and sign-in failures in this process's memory (development, tests, fallback).
 
-
-def _seconds_left(table: _Expiring, key: str, now: float) -> int:
-    """Whole seconds until an entry expires (at least 1)."""
-    return max(1, math.ceil(table[key][1] - now))
-
-
-class MemoryResets(ResetStore):
-    """Resets and sign-in failures in this process's memory (development, tests, fallback)."""
+    The memory pending store's own steps (save, check, claim, release, finish, delete) serve
+    on reset records, which carry the same field names; its `attempts` table counts wrong
+    reset codes. Added here: links that expire before the record, and sign-in failures.
+    """
 
     def __init__(self, clock=time.time):
-        self.clock = clock
-        self.lock = threading.RLock()
-        self.records = _Expiring()
-        self.claims: dict[str, tuple[str, float]] = {}
-        self.attempts = _Expiring()
+        super().__init__(clock=clock)
         self.failures = _Expiring()
-        self.ops = _Expiring()
 
-    def _remember(self, op_id: str, result, now: float):
-        self.ops[op_id] = (result, now + OP_MEMORY_SECONDS)
-        return result
+    def _by_token(self, address_id, digests, now):
+        reset = super()._by_token(address_id, digests, now)
+        return reset if reset is not None and reset.link_alive(now) else None
 
-    def _claimed_by_other(self, address_id: str, op_id: str, now: float) -> bool:
-        claim = self.claims.get(address_id)
-        return bool(claim) and claim[1] > now and claim[0] != op_id
-
-    def save(self, reset, ttl):
+    def save(self, reset, ttl, allowance=None, op_id=None):
         with self.lock:
-            now = self.clock()
-            self.records[reset.address_id] = (replace(reset), now + ttl)
-            self.claims.pop(reset.address_id, None)
-            self.cleanup(now)
+            self.cleanup()  # this store is not counted by /health: sweep as it is written
+            return super().save(reset, ttl, allowance, op_id)
 
-    def exists(self, address_id):
+    def load_by_token(self, address_id, digests, now=None):
         with self.lock:
-            return self.records.get_live(address_id, self.clock()) is not None
-
-    def delete(self, address_id):
-        with self.lock:
-            self.claims.pop(address_id, None)
-            return self.records.pop(address_id, None) is not None
-
-    def load_by_token(self, address_id, digests, now):
-        with self.lock:
-            reset = self.records.get_live(address_id, now)
-            if reset is None or reset.token_digest not in digests or not reset.link_alive(now):
-                return None
-            return replace(reset)
-
-    def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
-                   claim_seconds, op_id, count_unknown=True):
-        with self.lock:
-            previous = self.ops.get_live(op_id, now)
-            if previous is not None:
-                return previous
-            used = self.attempts.get_live(address_id, now) or 0
-            if used >= reg_max:
-                return self._remember(op_id, CodeCheck(
-                    "locked", retry_after=_seconds_left(self.attempts, address_id, now)), now)
-            reset = self.records.get_live(address_id, now)
-            if reset is None:
-                if count_unknown:
-                    used = _count(self.attempts, address_id, now, window)
-                return self._remember(op_id, CodeCheck(
-                    "unknown", address_left=max(0, reg_max - used)), now)
-            if self._claimed_by_other(address_id, op_id, now):
-                return self._remember(op_id, CodeCheck("busy"), now)
-            if reset.code_attempts >= code_max or reset.code_issued_at + code_ttl < now:
-                status = "code_dead" if reset.code_attempts >= code_max else "expired"
-                used = _count(self.attempts, address_id, now, window)
-                return self._remember(op_id, CodeCheck(
-                    status, address_left=max(0, reg_max - used)), now)
-            if reset.code_digest in digests:
-                self.claims[address_id] = (op_id, now + claim_seconds)
-                return self._remember(op_id, CodeCheck("ok", registration=replace(reset)), now)
-            reset.code_attempts += 1
-            used = _count(self.attempts, address_id, now, window)
-            left = max(0, min(code_max - reset.code_attempts, reg_max - used))
-            return self._remember(op_id, CodeCheck("wrong", attempts_left=left), now)
-
-    def claim_token(self, address_id, digests, *, now, claim_seconds, op_id):
-        with self.lock:
-            previous = self.ops.get_live(op_id, now)
-            if previous is not None:
-                return previous
-            reset = self.load_by_token(address_id, digests, now)
-            if reset is None:
-                return self._remember(op_id, CodeCheck("unknown"), now)
-            if self._claimed_by_other(address_id, op_id, now):
-                return self._remember(op_id, CodeCheck("busy"), now)
-            self.claims[address_id] = (op_id, now + claim_seconds)
-            return self._remember(op_id, CodeCheck("ok", registration=reset), now)
-
-    def release(self, address_id, op_id, *, count_wrong, window):
-        with self.lock:
-            now = self.clock()
-            if self.ops.get_live(op_id + ":release", now) is not None:
-                return
-            self._remember(op_id + ":release", True, now)
-            if (self.claims.get(address_id) or (None,))[0] != op_id:
-                return
-            del self.claims[address_id]
-            reset = self.records.get_live(address_id, now)
-            if count_wrong and reset is not None:
-                reset.code_attempts += 1
-                _count(self.attempts, address_id, now, window)
+            reset = self._by_token(address_id, digests, self.clock() if now is None else now)
+            return replace(reset) if reset is not None else None
 
     def finish(self, address_id, op_id):
         with self.lock:
-            if (self.claims.get(address_id) or (None,))[0] != op_id:
-                return False
-            del self.claims[address_id]
-            self.records.pop(address_id, None)
-            self.failures.pop(address_id, None)
-            return True
+            finished = super().finish(address_id, op_id)
+            if finished:
+                self.failures.pop(address_id, None)
+            return finished
 
     def take_login_attempt(self, address_id, *, max_failures, window, now, op_id):
         with self.lock:
             previous = self.ops.get_live(op_id, now)
             if previous is not None:
                 return previous
-            if (self.failures.get_live(address_id, now) or 0) >= max_failures:
-                return self._remember(op_id, _seconds_left(self.failures, address_id, now), now)
-            _count(self.failures, address_id, now, window)
-            self.cleanup(now)
+            failures = self.failures.get_live(address_id, now) or 0
+            if failures >= max_failures:
+                wait = max(1, math.ceil(self.failures[address_id][1] - now))
+                return self._remember(op_id, wait, now)
+            expires = self.failures[address_id][1] if failures else now + window
+            self.failures[address_id] = (failures + 1, expires)
             return self._remember(op_id, 0, now)
 
     def refund_login_attempt(self, address_id, op_id, now):
@@ -289,24 +186,19 @@ class MemoryResets(ResetStore):
             if self.ops.get_live(op_id, now) != 0:
                 return  # not taken (refused), or refunded already
             self._remember(op_id, "refunded", now)
-            count = self.failures.get_live(address_id, now)
-            if count and count > 1:
-                self.failures[address_id] = (count - 1, self.failures[address_id][1])
-            elif count:
+            failures = self.failures.get_live(address_id, now)
+            if failures and failures > 1:
+                self.failures[address_id] = (failures - 1, self.failures[address_id][1])
+            elif failures:
                 del self.failures[address_id]
 
-    def cleanup(self, now: float | None = None) -> int:
-        """Drop what has expired (only that: each table keeps a heap in expiry order)."""
+    def cleanup(self, now=None):
         with self.lock:
             now = self.clock() if now is None else now
-            removed = self.records.sweep(now)
-            for table in (self.attempts, self.failures, self.ops):
-                table.sweep(now)
-            for reset in removed:
-                self.claims.pop(reset.address_id, None)
-            return len(removed)
+            self.failures.sweep(now)
+            return super().cleanup(now)
 
-    def export(self) -> list[HeldInMemory]:
+    def export_held(self) -> list[HeldInMemory]:
         """Every address with a live reset or counter, with what is left of their lifetimes."""
         with self.lock:
             now = self.clock()
@@ -323,16 +215,15 @@ class MemoryResets(ResetStore):
                     failures[1] - now if failures else 0))
             return rows
 
-    def discard(self, held: HeldInMemory) -> None:
+    def discard_held(self, held: HeldInMemory) -> None:
         """Forget what was moved, unless the reset was replaced since it was exported."""
         with self.lock:
             item = self.records.get(held.address_id)
-            if item is not None and held.reset is not None and \
-                    item[0].updated_at > held.reset.updated_at:
+            if (item is not None and held.reset is not None
+                    and item[0].updated_at > held.reset.updated_at):
                 return
             for table in (self.records, self.attempts, self.failures):
                 table.pop(held.address_id, None)
-            self.claims.pop(held.address_id, None)
 
 
 def resets_for(store, clock=time.time) -> ResetStore | None:

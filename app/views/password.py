@@ -7,7 +7,7 @@ from flask_babel import get_locale, gettext as _, ngettext
 from .. import accounts
 from ..forms import ForgotForm, ResetForm, ResetLinkForm
 from ..pending import StoreUnavailable
-from . import masked, remember_email_allowance, render_form, seconds_until_resend, unavailable
+from . import ask_for_email, masked, render_form, unavailable
 
 bp = Blueprint("password", __name__, url_prefix="/password")
 FORGOT_TEMPLATE = "password/forgot.html"
@@ -20,27 +20,11 @@ NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 @bp.route("/forgot", methods=["GET", "POST"])
 def forgot():
     """Ask for a reset; the answer is the same whatever the address (only the email differs)."""
-    form = ForgotForm()
-    if not form.is_submitted():
-        form.email.data = session.get("last_email")
-    if not form.validate_on_submit():
-        return render_form(FORGOT_TEMPLATE, 400 if form.is_submitted() else 200, form=form,
-                           resend_wait=seconds_until_resend(form.email.data))
-    email = form.email.normalised
-    try:
-        outcome = accounts.forgot_password(email, str(get_locale()))
-    except (StoreUnavailable, accounts.DatabaseUnavailable):
-        return unavailable(FORGOT_TEMPLATE, form, resend_wait=0)
-    if outcome.retry_after:
-        remember_email_allowance(email, outcome.retry_after)
-        form.email.errors.append(ngettext(
-            "We have emailed this address recently. You can ask again in %(num)d second.",
-            "We have emailed this address recently. You can ask again in %(num)d seconds.",
-            outcome.retry_after))
-        return render_form(FORGOT_TEMPLATE, 429, {"Retry-After": str(outcome.retry_after)},
-                           form=form, resend_wait=outcome.retry_after)
+    refused, email, outcome = ask_for_email(ForgotForm(), FORGOT_TEMPLATE,
+                                            accounts.forgot_password)
+    if refused:
+        return refused
     session["reset_email"] = email
-    remember_email_allowance(email)
     if not outcome.email_sent:
         flash(_("We could not send the email just now. Please try again in a moment."), "error")
     return redirect(url_for("password.reset"), 303)

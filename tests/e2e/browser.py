@@ -130,6 +130,18 @@ def active_id(page) -> str:
     return page.evaluate("document.activeElement && document.activeElement.id")
 
 
+def tab_to(page, predicate_js: str, limit: int = 25) -> None:
+    """Press Tab until the focused element matches `predicate_js` (an expression of `e`); the
+    focus ring must show on it."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"(e => {predicate_js})(document.activeElement)"):
+            outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+            assert outline != "none", "the focused element shows no focus ring"
+            return
+    raise AssertionError(f"Tab never reached {predicate_js}")
+
+
 def wait_until(page, expression: str, timeout: float = TIMEOUT_MS / 1000) -> None:
     """Poll a JS expression until it is true (not wait_for_function: the page's CSP forbids eval)."""
     deadline = time.monotonic() + timeout

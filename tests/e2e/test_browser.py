@@ -11,7 +11,7 @@ import pytest
 from ..helpers import html_of, text_of
 from .browser import (COOLDOWN_SECONDS, active_id, axe_source, chromium, email_code, email_link,
                       fill_signup, new_page, run_axe, save_axe_report, screenshot, submit,
-                      ui_server, wait_for_focus, wait_until)
+                      tab_to, ui_server, wait_for_focus, wait_until)
 from .conftest import PASSWORD, Browser, new_address, user_rows, wrong_code
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -171,21 +171,10 @@ def test_keyboard_only_signup(chromium, ui_server, smtp_server):
     page = new_page(chromium, ui_server)
     address = new_address("b-keys")
     page.goto("/")
-
-    def tab_to(predicate_js: str, limit: int = 25):
-        """Press Tab until the focused element matches; its focus ring must show."""
-        for _ in range(limit):
-            page.keyboard.press("Tab")
-            if page.evaluate(f"(e => {predicate_js})(document.activeElement)"):
-                outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
-                assert outline != "none", "the focused element shows no focus ring"
-                return
-        raise AssertionError(f"Tab never reached {predicate_js}")
-
-    tab_to("e.matches('main a.button')")
+    tab_to(page, "e.matches('main a.button')")
     page.keyboard.press("Enter")
     wait_for_path(page, "/signup")
-    tab_to("e.id === 'email'")
+    tab_to(page, "e.id === 'email'")
     page.keyboard.type(address)
     page.keyboard.press("Tab")
     assert active_id(page) == "password"

@@ -11,7 +11,7 @@ import pytest
 from ..catalogs import compile_catalogs
 from ..helpers import html_of, text_of
 from .browser import (active_id, axe_source, chromium, email_code, new_page, run_axe,
-                      save_axe_report, screenshot, submit, wait_for_focus)
+                      save_axe_report, screenshot, submit, tab_to, wait_for_focus)
 from .conftest import PASSWORD, Browser, code_and_link, new_address, start_gunicorn, wrong_code
 from .test_browser import SERIOUS, wait_for_path
 
@@ -57,6 +57,15 @@ def signs_in_with(server, address: str, password: str) -> bool:
     return answer.status_code == 303 and answer.headers["Location"].endswith("/account")
 
 
+def choose_password(page, address: str) -> None:
+    """Type the new password twice, submit, and land on /account signed in as `address`."""
+    page.fill("#password", NEW_PASSWORD)
+    page.fill("#confirm", NEW_PASSWORD)
+    submit(page)
+    wait_for_path(page, "/account")
+    assert page.locator("#account-email").inner_text() == address
+
+
 def test_forgot_email_code_new_password_account(chromium, reset_ui_server, smtp_server):
     """/login → "Forgot your password?" → the emailed code and a new password → /account."""
     address = verified_account(reset_ui_server, smtp_server, "b-reset-code")
@@ -71,11 +80,7 @@ def test_forgot_email_code_new_password_account(chromium, reset_ui_server, smtp_
     assert page.locator("#email").input_value() == address
     wait_for_focus(page, "code")
     page.fill("#code", email_code(smtp_server, address, 2))
-    page.fill("#password", NEW_PASSWORD)
-    page.fill("#confirm", NEW_PASSWORD)
-    submit(page)
-    wait_for_path(page, "/account")
-    assert page.locator("#account-email").inner_text() == address
+    choose_password(page, address)
     assert "Your password was changed" in page.locator(".flash").inner_text()
     assert smtp_server.wait_for(address, 3)["Subject"] == "Your password was changed"
     assert signs_in_with(reset_ui_server, address, NEW_PASSWORD)
@@ -95,11 +100,7 @@ def test_forgot_email_link_new_password_account(chromium, reset_ui_server, smtp_
     page = new_page(chromium, reset_ui_server, viewport="phone")
     page.goto(reset_link(smtp_server, address, 2))
     assert page.locator("h1").inner_text() == "Choose a new password"
-    page.fill("#password", NEW_PASSWORD)
-    page.fill("#confirm", NEW_PASSWORD)
-    submit(page)
-    wait_for_path(page, "/account")
-    assert page.locator("#account-email").inner_text() == address
+    choose_password(page, address)
     assert signs_in_with(reset_ui_server, address, NEW_PASSWORD)
     for each in (asking, page):
         each.watch.assert_clean()
@@ -111,21 +112,10 @@ def test_keyboard_only_reset(chromium, reset_ui_server, smtp_server):
     address = verified_account(reset_ui_server, smtp_server, "b-reset-keys")
     page = new_page(chromium, reset_ui_server)
     page.goto("/login")
-
-    def tab_to(predicate_js: str, limit: int = 25):
-        """Press Tab until the focused element matches; its focus ring must show."""
-        for _ in range(limit):
-            page.keyboard.press("Tab")
-            if page.evaluate(f"(e => {predicate_js})(document.activeElement)"):
-                outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
-                assert outline != "none", "the focused element shows no focus ring"
-                return
-        raise AssertionError(f"Tab never reached {predicate_js}")
-
-    tab_to("e.matches('main a[href=\"/password/forgot\"]')")
+    tab_to(page, "e.matches('main a[href=\"/password/forgot\"]')")
     page.keyboard.press("Enter")
     wait_for_path(page, "/password/forgot")
-    tab_to("e.id === 'email'")
+    tab_to(page, "e.id === 'email'")
     page.keyboard.type(address)
     page.keyboard.press("Enter")
     wait_for_path(page, "/password/reset")

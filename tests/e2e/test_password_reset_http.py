@@ -5,7 +5,6 @@ sign-in of an unfinished signup and the per-account sign-in throttle."""
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -22,6 +21,7 @@ from .conftest import (
     start_gunicorn,
     wrong_code,
 )
+from .test_account_http import assert_redirect, shows_account, signed_in as account
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -64,12 +64,6 @@ class Person(Browser):
         return self.post_form(link, {"password": password, "confirm": password})
 
 
-def assert_redirect(response, path: str) -> None:
-    """A redirect to `path`."""
-    assert response.status_code in (302, 303), (response.status_code, response.text[:500])
-    assert urlsplit(response.headers["Location"]).path == path
-
-
 def reset_email(smtp_server, address: str, count: int) -> tuple[str, str]:
     """The code and the reset link of the `count`-th email to `address`."""
     message = smtp_server.wait_for(address, count)
@@ -78,25 +72,9 @@ def reset_email(smtp_server, address: str, count: int) -> tuple[str, str]:
     return code, RESET_LINK_RE.search(text_of(message)).group(1)
 
 
-def account(server, smtp_server, label: str) -> tuple[Person, str]:
-    """A person who signed up and verified a new address (signed in)."""
-    person = Person(server.base_url)
-    address = new_address(label)
-    assert_redirect(person.signup(address), "/verify")
-    code, _link = code_and_link(smtp_server, address)
-    assert_redirect(person.verify(address, code), "/account")
-    return person, address
-
-
 def server_db(redis_server) -> redis.Redis:
     """A client on the Redis database reset_server uses."""
     return redis.Redis(host="127.0.0.1", port=redis_server.port, db=4, socket_timeout=2)
-
-
-def shows_account(browser: Browser, address: str) -> bool:
-    """True when /account answers 200 with the address on it."""
-    page = browser.get("/account")
-    return page.status_code == 200 and address in page.text
 
 
 def comparable(response, typed: str = "") -> tuple:
