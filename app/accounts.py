@@ -243,8 +243,8 @@ def attempt_sign_in(email: str, password: str, browser_key: str) -> SignInOutcom
     right password is ok. An address with a pending registration whose signup password this
     is gets "not verified yet": the registration is stored again for this browser (a new code,
     allowance permitting), so it verifies as the browser that signed up. Anything else is
-    "wrong address or password", so nothing is learnt without the password; one argon2
-    verification in every branch.
+    "wrong address or password", so nothing is learnt without the password; one users lookup,
+    one registration read and one argon2 verification in every branch.
     """
     manager = get_manager()
     try:
@@ -257,12 +257,11 @@ def attempt_sign_in(email: str, password: str, browser_key: str) -> SignInOutcom
         metrics.LOGIN_FAILURES.labels(reason="throttled").inc()
         return SignInOutcome("locked", retry_after=wait)
     user = find_user(email)
-    reg = None
-    if user is None:
-        try:
-            reg = manager.get_registration(email)
-        except StoreUnavailable:
-            reg = None  # answered like an unknown address: the password cannot be checked
+    try:
+        # Read in every branch (not only without a user), so the time taken does not tell.
+        reg = manager.get_registration(email)
+    except StoreUnavailable:
+        reg = None  # answered like an unknown address: the password cannot be checked
     stored = user.password_hash if user is not None else reg.password_hash if reg else None
     if not passwords().verify(stored, password):
         metrics.LOGIN_FAILURES.labels(reason="password").inc()

@@ -450,7 +450,7 @@ class PendingRegistrationManager:
     def issue_reset(self, email: str, code: str, token: str) -> None:
         """Store a new reset code and link for `email` (the old ones stop working).
 
-        `token` is made with `security.new_link_token(manager.digester.address_id(email))`.
+        `token` is made with `security.new_link_token(manager.reset_id(email))`.
         The code lives CODE_TTL_SECONDS, the link RESET_TTL_SECONDS; the per-code attempts
         start again, the per-address counter is kept.
         """
