@@ -78,11 +78,15 @@ class RedisServer:
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited (port taken?)")
             try:
-                if self.client().ping():
+                # The answer must come from our process, not from one that took the port first.
+                if self.client().info("server")["process_id"] == self.process.pid:
                     return self
             except redis.exceptions.RedisError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"redis-server on port {self.port} did not start")
 
     def client(self) -> redis.Redis:
