@@ -18,6 +18,7 @@ from .backup import (BackupError, PartResult, backup_redis, backup_users_db, res
 from .extensions import db
 from .pending import PendingRegistration, StoreUnavailable, get_manager
 from .pending.manager import Limits, PendingRegistrationManager
+from .pending.redis_client import build_client, client_from_config
 from .security import Digester, new_code, new_link_token
 
 pending_cli = AppGroup("pending", help="Inspect and tidy pending registrations.")
@@ -80,15 +81,15 @@ def pending_migrate():
 def check_redis():
     """Run the eight connection checks against the configured Redis (keys under selftest:)."""
     config = current_app.config
-    if config["REDIS_URL"].startswith("memory:") and not config["REDIS_SENTINELS"]:
+    client = client_from_config(config)
+    if client is None:
         click.echo("REDIS_URL is memory://: there is no Redis to check.")
         sys.exit(1)
-    from .pending.redis_store import RedisStore, build_client
+    from .pending.redis_store import RedisStore
 
-    client = build_client(config["REDIS_URL"], timeout=config["REDIS_TIMEOUT"],
-                          sentinels=config["REDIS_SENTINELS"],
-                          sentinel_master=config["REDIS_SENTINEL_MASTER"])
-    prefix = config["REDIS_KEY_PREFIX"] + "selftest:"
+    # The hash tag puts every selftest key in one cluster slot, so each step's script may
+    # touch them together on a Redis Cluster too; the scan below still finds them by prefix.
+    prefix = config["REDIS_KEY_PREFIX"] + "selftest:{selftest}:"
     store = RedisStore(client, prefix=prefix)
     manager = PendingRegistrationManager(
         store, Digester(config["SECRET_KEY"]), Limits(pending_ttl=120, cooldown=0),
@@ -188,15 +189,17 @@ def _new_backup_folder(directory: Path) -> Path:
 
 def _backup_redis_part(config, redis_url, folder: Path, timeout: float) -> PartResult:
     """The Redis half of `backup`: the configured Redis, or the one --redis-url names."""
-    memory = config["REDIS_URL"].startswith("memory:") and not config["REDIS_SENTINELS"]
-    if memory and not redis_url:
+    if redis_url:
+        client = build_client(redis_url, timeout=config["REDIS_TIMEOUT"])
+    elif config["REDIS_CLUSTER_NODES"]:
+        return PartResult("redis", "skipped", "a Redis Cluster is backed up node by node: run "
+                                              "this with --no-db --redis-url redis://admin:"
+                                              "<password>@<master>:<port>/0 for each master")
+    else:
+        client = client_from_config(config)
+    if client is None:
         return PartResult("redis", "ok", "REDIS_URL is memory://: pending registrations live "
                                          "only in the running process, nothing to back up")
-    from .pending.redis_store import build_client
-
-    client = build_client(redis_url or config["REDIS_URL"], timeout=config["REDIS_TIMEOUT"],
-                          sentinels=None if redis_url else config["REDIS_SENTINELS"],
-                          sentinel_master=config["REDIS_SENTINEL_MASTER"])
     try:
         return backup_redis(client, folder, timeout)
     except BackupError as exc:

@@ -18,6 +18,7 @@ INSTANCE_PATH = PROJECT_ROOT / "instance"
 TRUE_WORDS = {"on", "true", "yes", "1"}
 FALSE_WORDS = {"off", "false", "no", "0"}
 REDIS_SCHEMES = {"redis", "rediss", "unix", "memory"}
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 DEV_SECRET_FILE = "secret_key"
 MIN_SECRET_LENGTH = 32
 
@@ -71,14 +72,15 @@ def _limit(name, raw):
 
 def _redis_url(name, raw):
     scheme = urlsplit(raw).scheme.lower()
-    if scheme not in REDIS_SCHEMES:
+    if scheme not in REDIS_SCHEMES and scheme not in CLUSTER_SCHEMES:
         raise ConfigError(
-            name, f"unknown scheme {scheme!r}: use redis://, rediss://, unix:// or memory://"
+            name, f"unknown scheme {scheme!r}: use redis://, rediss://, unix://, "
+                  "redis+cluster://, rediss+cluster:// or memory://"
         )
     return raw
 
 
-def _sentinels(name, raw):
+def _host_ports(name, raw):
     hosts = []
     for item in filter(None, (p.strip() for p in raw.split(","))):
         host, _, port = item.rpartition(":")
@@ -86,6 +88,25 @@ def _sentinels(name, raw):
             raise ConfigError(name, f"expected host:port,host:port, got {raw!r}")
         hosts.append((host, _int(name, port, minimum=1)))
     return hosts
+
+
+def split_cluster_url(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A `redis+cluster://[user:password@]host:port,host:port[/0][?query]` URL as the
+    single-node URL of its first node (`redis://` or `rediss://`, which redis-py parses for
+    the credentials and TLS settings every node shares) and the list of its nodes.
+
+    Raises ConfigError naming REDIS_URL when it names no node or a node without a port.
+    """
+    scheme, _, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    nodes = _host_ports("REDIS_URL", hosts)
+    if not nodes:
+        raise ConfigError("REDIS_URL", f"a cluster URL names its nodes as host:port,host:port, "
+                                       f"got {url!r}")
+    host, port = nodes[0]
+    single = f"{CLUSTER_SCHEMES[scheme.lower()]}://{userinfo}{at}{host}:{port}{slash}{tail}"
+    return single, nodes
 
 
 def _database_url(name, raw):
@@ -113,8 +134,9 @@ SETTINGS = {
     "SECRET_KEY_FALLBACKS": ("", lambda n, r: [k.strip() for k in r.split(",") if k.strip()]),
     "APP_BASE_URL": (None, _base_url),
     "REDIS_URL": ("redis://localhost:6379/0", _redis_url),
-    "REDIS_SENTINELS": ("", _sentinels),
+    "REDIS_SENTINELS": ("", _host_ports),
     "REDIS_SENTINEL_MASTER": (None, None),
+    "REDIS_CLUSTER_NODES": ("", _host_ports),
     "REDIS_KEY_PREFIX": ("signup:", None),
     "PENDING_FALLBACK": ("on", _bool),
     "DATABASE_URL": (None, _database_url),
@@ -221,6 +243,7 @@ def load_config(environ=None, overrides=None, instance_path: Path = INSTANCE_PAT
         raise ConfigError("MAIL_USE_SSL", "use either MAIL_USE_TLS or MAIL_USE_SSL, not both")
     if config["REDIS_SENTINELS"] and not config["REDIS_SENTINEL_MASTER"]:
         raise ConfigError("REDIS_SENTINEL_MASTER", "required when REDIS_SENTINELS is set")
+    _check_cluster(config)
     if not config["MAIL_DEFAULT_SENDER"]:
         config["MAIL_DEFAULT_SENDER"] = "noreply@localhost"
     if config["SESSION_COOKIE_SECURE"] is None:
@@ -249,6 +272,28 @@ def load_config(environ=None, overrides=None, instance_path: Path = INSTANCE_PAT
     config.setdefault("CLAIM_SECONDS", 30)
     config.setdefault("REDIS_TIMEOUT", 1.0)
     return config
+
+
+def _check_cluster(config) -> None:
+    """One place names the cluster's nodes; from then on REDIS_CLUSTER_NODES holds them.
+
+    They come from REDIS_CLUSTER_NODES (REDIS_URL then gives only the user, password and TLS,
+    as it does for Sentinel) or from a redis+cluster:// REDIS_URL, not from both.
+    """
+    url = config["REDIS_URL"]
+    if urlsplit(url).scheme.lower() in CLUSTER_SCHEMES:
+        url, nodes = split_cluster_url(url)
+        if config["REDIS_CLUSTER_NODES"]:
+            raise ConfigError("REDIS_CLUSTER_NODES", "the cluster's nodes are named twice, here "
+                                                     "and in REDIS_URL: keep one")
+        config["REDIS_CLUSTER_NODES"] = nodes
+    if not config["REDIS_CLUSTER_NODES"]:
+        return
+    if config["REDIS_SENTINELS"]:
+        raise ConfigError("REDIS_CLUSTER_NODES", "use either REDIS_SENTINELS or a cluster, "
+                                                 "not both")
+    if url.startswith(("redis://", "rediss://")) and urlsplit(url).path.strip("/") not in ("", "0"):
+        raise ConfigError("REDIS_URL", "a Redis Cluster has only database 0")
 
 
 class TestConfig:

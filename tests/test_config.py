@@ -20,6 +20,7 @@ SPEC_DEFAULTS = {
     "REDIS_URL": "redis://localhost:6379/0",
     "REDIS_SENTINELS": [],
     "REDIS_SENTINEL_MASTER": None,
+    "REDIS_CLUSTER_NODES": [],
     "REDIS_KEY_PREFIX": "signup:",
     "PENDING_FALLBACK": True,
     "MAIL_SERVER": None,
@@ -119,10 +120,46 @@ def test_several_limits_take_either_separator(instance, value, make_app):
 
 
 @pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://h:6380/0",
-                                 "unix:///run/redis.sock", "memory://"])
+                                 "unix:///run/redis.sock", "memory://",
+                                 "redis+cluster://h1:7000,h2:7001",
+                                 "rediss+cluster://user:secret@h1:7000/0"])
 def test_known_redis_schemes_accepted(instance, url):
-    """redis://, rediss://, unix:// and memory:// are accepted."""
+    """redis://, rediss://, unix://, redis+cluster://, rediss+cluster:// and memory:// are
+    accepted."""
     assert load(instance, REDIS_URL=url)["REDIS_URL"] == url
+
+
+@pytest.mark.parametrize(("environ", "nodes"), [
+    ({"REDIS_CLUSTER_NODES": "c1:7000, c2:7001,c3:7002"},
+     [("c1", 7000), ("c2", 7001), ("c3", 7002)]),
+    ({"REDIS_URL": "redis+cluster://c1:7000,c2:7001"}, [("c1", 7000), ("c2", 7001)]),
+    ({"REDIS_URL": "rediss+cluster://app:p%40ss@c1:7000,c2:7001/0?ssl_cert_reqs=none"},
+     [("c1", 7000), ("c2", 7001)]),
+    ({"REDIS_URL": "rediss://app:secret@not-used:6379/0", "REDIS_CLUSTER_NODES": "c1:7000"},
+     [("c1", 7000)]),
+])
+def test_cluster_nodes_from_either_spelling(instance, environ, nodes):
+    """A cluster is named by REDIS_CLUSTER_NODES or by a redis+cluster:// REDIS_URL; either
+    way REDIS_CLUSTER_NODES then holds its nodes, and REDIS_URL is kept as given (its
+    credentials and TLS settings apply to every node)."""
+    config = load(instance, **environ)
+    assert config["REDIS_CLUSTER_NODES"] == nodes
+    assert config["REDIS_URL"] == environ.get("REDIS_URL", SPEC_DEFAULTS["REDIS_URL"])
+
+
+@pytest.mark.parametrize(("environ", "variable"), [
+    ({"REDIS_CLUSTER_NODES": "c1:7000", "REDIS_SENTINELS": "s1:26379",
+      "REDIS_SENTINEL_MASTER": "signup"}, "REDIS_CLUSTER_NODES"),
+    ({"REDIS_CLUSTER_NODES": "c1:7000", "REDIS_URL": "redis+cluster://c2:7000"},
+     "REDIS_CLUSTER_NODES"),
+    ({"REDIS_CLUSTER_NODES": "c1:7000", "REDIS_URL": "redis://h:6379/3"}, "REDIS_URL"),
+])
+def test_conflicting_cluster_settings_name_the_variable(instance, environ, variable):
+    """Sentinel and a cluster together, the nodes named twice, or a database other than 0 for
+    a cluster stop start-up naming the variable to change."""
+    with pytest.raises(ConfigError) as caught:
+        load(instance, **environ)
+    assert caught.value.variable == variable
 
 
 BAD_VALUES = [
@@ -145,6 +182,12 @@ BAD_VALUES = [
     ("DATABASE_URL", "signup.db"),
     ("APP_BASE_URL", "signup.example.com"),
     ("REDIS_SENTINELS", "sentinel-without-port"),
+    ("REDIS_CLUSTER_NODES", "node-without-port"),
+    ("REDIS_CLUSTER_NODES", "c1:7000,c2:port"),
+    ("REDIS_URL", "redis+cluster://"),
+    ("REDIS_URL", "redis+cluster://c1:7000,c2"),
+    ("REDIS_URL", "rediss+cluster://c1:7000/2"),
+    ("REDIS_URL", "redis+sentinel://s1:26379"),
 ]
 
 

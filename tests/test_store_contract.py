@@ -18,9 +18,11 @@ import pytest
 from app.pending.manager import Limits, PendingRegistrationManager
 from app.pending.memory import MemoryStore
 from app.pending.model import PendingRegistration
-from app.pending.redis_store import SCRIPT_NAMES, RedisStore, build_client
+from app.pending.redis_client import build_client, cluster_client
+from app.pending.redis_store import SCRIPT_NAMES, RedisStore
 from app.security import Digester, Passwords, link_token_address_id, new_link_token
 
+from .cluster import check_slots, expect_crossslot
 from .helpers import free_port
 
 SECRET = "test-secret-for-the-store-contract"
@@ -38,6 +40,8 @@ BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("fakeredis", id="fakeredis"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    # Every script call of the current key layout spans slots (issue 12 §1 hash-tags it).
+    pytest.param("cluster", id="cluster", marks=[pytest.mark.redis, expect_crossslot]),
 ]
 
 
@@ -67,7 +71,7 @@ class Backend:
 
     @property
     def is_redis(self) -> bool:
-        """True for fakeredis and real Redis."""
+        """True for fakeredis, real Redis and the cluster."""
         return self.client is not None
 
     def store(self):
@@ -85,12 +89,17 @@ class Backend:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Each backend in turn: memory, fakeredis (own server), the test redis-server."""
+    """Each backend in turn: memory, fakeredis (own server), the test redis-server, the test
+    Redis Cluster."""
     client = None
     if request.param == "fakeredis":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     elif request.param == "redis":
         client = build_client(request.getfixturevalue("redis_url"))
+    elif request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        check_slots(request.getfixturevalue("monkeypatch"))
+        client = cluster_client(cluster.url, cluster.startup_nodes)
     yield Backend(request.param, client)
     if client is not None:
         client.close()
@@ -498,7 +507,8 @@ class TestOperations:
         register(manager, "bob@example.com")
         register(manager, "bob@example.com")  # a replacement is still one registration
         stats = manager.get_stats()
-        assert stats["total"] == 2 and stats["backend"] == backend.kind.replace("fake", "")
+        assert stats["total"] == 2 and stats["backend"] == ("redis" if backend.is_redis
+                                                            else "memory")
         assert stats["by_backend"][stats["backend"]] == 2
         if backend.is_redis:
             assert stats["redis_connected"] is True and stats["by_backend"]["memory"] == 0

@@ -9,9 +9,7 @@ import time
 from pathlib import Path
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
-from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.cluster import RedisCluster
 
 from .base import PendingStore
 from .model import (DEFAULT_LOCALE, CodeCheck, PendingRegistration, ResendResult,
@@ -27,56 +25,6 @@ _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encod
 OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN", "BUSY",
                   "TRYAGAIN")
 INFO_FIELDS = ("connected_clients", "used_memory_human", "uptime_in_seconds")
-
-
-class MasterFollowingPool(SentinelConnectionPool):
-    """A Sentinel pool that asks the sentinels for the master at every checkout.
-
-    redis-py's own pool asks only when it opens a connection, so after a failover its pooled
-    connections keep writing to the old master until Sentinel demotes it (about 10 s later),
-    and the demotion throws those writes away. Asking first closes idle connections to the old
-    master, and connections to it that were in use are dropped when released.
-    """
-
-    def get_connection(self, *args, **kwargs):
-        try:
-            self.get_master_address()
-        except MasterNotFoundError:
-            pass  # the sentinels cannot tell now: keep the connections we have
-        return super().get_connection(*args, **kwargs)
-
-
-def build_client(url: str, *, timeout: float = 1.0, sentinels=None, sentinel_master=None):
-    """One Redis client (and its connection pool) with explicit timeouts and a bounded retry."""
-    # redis-py's defaults changed across versions (no timeouts before 8.0): set every limit.
-    options = dict(
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 2),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-        health_check_interval=15,
-    )
-    if sentinels:
-        sentinel = Sentinel(sentinels, socket_connect_timeout=timeout, socket_timeout=timeout)
-        return sentinel.master_for(sentinel_master, connection_pool_class=MasterFollowingPool,
-                                   **{**master_options(url), **options})
-    return redis.Redis.from_url(url, **options)
-
-
-def master_options(url: str) -> dict:
-    """REDIS_URL's user, password, database and TLS, for the master that Sentinel names.
-
-    With REDIS_SENTINELS the URL's host and port are not used, but an ACL-protected master
-    still needs the credentials (without them every command answers NOAUTH).
-    """
-    if not url.startswith(("redis://", "rediss://")):
-        return {}
-    parsed = redis.connection.parse_url(url)
-    master = {key: parsed[key] for key in ("username", "password", "db") if key in parsed}
-    if url.startswith("rediss://"):
-        master["ssl"] = True  # SentinelConnectionPool then uses its SSL connection class
-        master.update({key: value for key, value in parsed.items() if key.startswith("ssl_")})
-    return master
 
 
 def script_source(name: str) -> str:
@@ -130,6 +78,11 @@ class RedisStore(PendingStore):
     @_translate_errors
     def load_scripts(self) -> None:
         """SCRIPT LOAD every script in one round trip (at start-up and after a Redis restart)."""
+        if isinstance(self.client, RedisCluster):
+            # redis-py's cluster pipeline refuses SCRIPT LOAD; each call reaches every master.
+            for script in self.scripts.values():
+                self.client.script_load(script.script)
+            return
         pipe = self.client.pipeline(transaction=False)
         for script in self.scripts.values():
             pipe.script_load(script.script)
@@ -355,6 +308,10 @@ class RedisStore(PendingStore):
     @_translate_errors
     def probe(self, now):
         """PING, INFO and the pending count in one round trip (for /health)."""
+        if isinstance(self.client, RedisCluster):
+            # redis-py's cluster pipeline refuses PING and INFO: three calls, each routed (and
+            # retried across a failover) by the cluster client.
+            return self.ping(), self.info(), self.count(now)
         count_script = self.scripts["count"]
         pipe = self.client.pipeline(transaction=False)
         pipe.ping()
