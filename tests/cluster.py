@@ -9,7 +9,6 @@ kernel's ephemeral range, where no outgoing connection takes one while the clust
 from __future__ import annotations
 
 import random
-import shutil
 import socket
 import subprocess
 import time
@@ -101,6 +100,14 @@ class ClusterNode(RedisServer):
             "--cluster-replica-validity-factor", "0",
             # A replica's first sync starts at once instead of waiting 5 s for other replicas.
             "--repl-diskless-sync-delay", "0"])
+        self._client: redis.Redis | None = None
+
+    def client(self) -> redis.Redis:
+        """One plain client to this node, kept: the waits poll every node many times, and a
+        restarted node is reconnected to by redis-py itself."""
+        if self._client is None:
+            self._client = super().client()
+        return self._client
 
     @property
     def address(self) -> str:
@@ -166,19 +173,13 @@ class RedisClusterServers:
                 return node.start()
             except RuntimeError as exc:  # the port was taken meanwhile: another pair
                 last = exc
-                node.kill()
-                shutil.rmtree(node.dir, ignore_errors=True)
+                node.destroy()
         raise RuntimeError(f"could not start a cluster node: {last}")
 
     def cleanup(self) -> None:
         """SIGKILL every node (nothing to save) and remove the data directories."""
         for node in self.nodes:
-            try:
-                node.kill()
-            except Exception:  # noqa: BLE001 (keep going: every other node must end too)
-                if node.process:
-                    node.process.kill()
-            shutil.rmtree(node.dir, ignore_errors=True)
+            node.destroy()
 
     # -- state ----------------------------------------------------------------------------
     def live(self) -> list[ClusterNode]:

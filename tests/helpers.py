@@ -111,6 +111,16 @@ class RedisServer:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def destroy(self) -> None:
+        """SIGKILL whatever still runs (never raising: teardown must end every server), then
+        remove the data directory."""
+        try:
+            self.kill()
+        except Exception:  # noqa: BLE001
+            if self.process:
+                self.process.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 class SmtpServer:
     """aiosmtpd in a thread: every received message is kept for the test to read."""

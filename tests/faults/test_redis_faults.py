@@ -70,12 +70,7 @@ class RedisServers:
     def cleanup(self):
         """SIGKILL whatever still runs, then remove the data dirs."""
         for server in self.servers:
-            try:
-                server.kill()
-            except Exception:  # noqa: BLE001 (keep going: every other server must end too)
-                if server.process:
-                    server.process.kill()
-            shutil.rmtree(server.dir, ignore_errors=True)
+            server.destroy()
 
 
 @pytest.fixture
