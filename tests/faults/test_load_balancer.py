@@ -71,8 +71,10 @@ DEAD_CODE = "tried too many times"
 LOCKED = "Too many wrong codes for this address"
 # Small limits, so that the tests reach them in a few requests; every person has an address of
 # its own, so the per-IP limits of one test never touch another's.
+# (Flask-Limiter's fixed window starts at a client's first POST: an hour is far more than a test
+# takes, so no window ends in the middle of one.)
 SITE_ENV = {
-    "RATELIMIT_SIGNUP": "3/minute",
+    "RATELIMIT_SIGNUP": "3/hour",
     "RESEND_COOLDOWN_SECONDS": "0",
     "RESEND_MAX_PER_HOUR": "2",
     "CODE_MAX_ATTEMPTS": "2",
@@ -411,7 +413,7 @@ def test_sign_up_on_one_instance_and_verify_on_the_other(site, smtp_server, post
 
 # -- limits shared by both instances ---------------------------------------------------------
 def test_signup_rate_limit_is_shared_and_keyed_by_the_address_haproxy_saw(site):
-    """RATELIMIT_SIGNUP=3/minute per client: two signups answered by app1 and one by app2 use it
+    """RATELIMIT_SIGNUP=3/hour per client: two signups answered by app1 and one by app2 use it
     up, and the fourth is refused by either, whatever X-Forwarded-For the client sends (HAProxy
     replaces it). A person at another address still signs up: the app does not see everyone as
     HAProxy."""
@@ -438,8 +440,8 @@ def test_signup_rate_limit_is_shared_and_keyed_by_the_address_haproxy_saw(site):
 
     assert len(served(app1, "POST", "/signup", person.ip)) == 3
     assert len(served(app2, "POST", "/signup", person.ip)) == 2
-    # Each instance received exactly one X-Forwarded-For value, the client's real address, and
-    # none of the forwarding headers the client made up.
+    # Each instance saw the client's real address and none of the forwarding headers the client
+    # made up (exactly what reaches a backend: the echo test above).
     for instance in (app1, app2):
         lines = [line for line in instance.access_log().splitlines() if "xff=" in line]
         mine = [line for line in lines if f"xff={person.ip} " in line]
