@@ -669,8 +669,9 @@ def test_killed_instance_is_taken_out_by_health_checks_and_no_registration_is_lo
     row.notes = (
         f"{len(attempts)} signups sent through HAProxy, {len(ok)} answered 'check your "
         f"email', {len(unanswered)} not (statuses {[a.status for a in unanswered]}), "
-        f"{closed} requests closed without an answer (in flight on app1 when it died; "
-        f"HAProxy closes a reused client connection so the browser resends); app1's master "
+        f"{closed} requests (signups or verifications) closed without an answer (in flight on "
+        f"app1 when it died; HAProxy closes a reused client connection so that the browser "
+        f"resends); app1's master "
         f"and workers ({processes} processes) killed after {KILL_BEFORE} answered signups, "
         f"marked DOWN by HAProxy {down_after:.1f} s later (time to recover); "
         f"{len(after_down)} signups started after that, all answered (by app2); "
