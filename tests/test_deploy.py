@@ -160,6 +160,21 @@ def test_compose_web_service(compose):
     assert any(str(volume).endswith(":/app/instance") for volume in web["volumes"])
 
 
+def test_compose_web_scales_behind_haproxy(compose):
+    """`--scale web=2`: web publishes no host port; haproxy (deploy/haproxy.cfg) serves the site
+    and finds every web container on the compose network."""
+    web, haproxy = compose["services"]["web"], compose["services"]["haproxy"]
+    assert "ports" not in web and "container_name" not in web
+    assert [str(port) for port in web["expose"]] == ["8000"]
+    assert re.fullmatch(r"haproxy:2(\.\d+){0,2}(-alpine)?", haproxy["image"]), haproxy["image"]
+    assert haproxy["volumes"] == ["./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+    assert haproxy["ports"] == ["${WEB_PUBLISH:-127.0.0.1:8000}:8080"]
+    assert set(haproxy["networks"]) & set(web["networks"])
+    config = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    assert re.search(r"^\s*bind :8080$", config, re.M)
+    assert re.search(r"^\s*server-template web \d+ web:8000 ", config, re.M)
+
+
 def test_compose_monitoring_profile(compose):
     """Prometheus scrapes the web's /metrics; Grafana gets a data source and the dashboard."""
     services = compose["services"]
@@ -172,7 +187,9 @@ def test_compose_monitoring_profile(compose):
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     job = prometheus["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"][0]["targets"] == ["web:8000"]
+    # Every web container is a target of its own (`--scale web=N`), found through Docker's DNS.
+    assert job["dns_sd_configs"] == [{"names": ["web"], "type": "A", "port": 8000,
+                                      "refresh_interval": "30s"}]
 
 
 def test_grafana_dashboard_shows_the_funnel():

@@ -62,15 +62,18 @@ class GunicornServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "GunicornServer":
-        """Start gunicorn and wait until a worker answers."""
+        """Start gunicorn (again, on the same port, after a crash) and wait until a worker
+        answers."""
         args = [str(GUNICORN), "--no-control-socket", "-c", "gunicorn.conf.py",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)]
         if self.access_log_format:
             args += ["--access-logformat", self.access_log_format]
         args.append("wsgi:app")
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+        # Appended to: a server started again after a crash keeps one log.
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=err)
-        RUNNING.append(self)
+        if self not in RUNNING:
+            RUNNING.append(self)
         deadline = time.monotonic() + timeout
         wait_for_port(self.port, timeout)
         while time.monotonic() < deadline:

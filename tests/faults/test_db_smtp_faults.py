@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import re
-import secrets
 import socket
 import sqlite3
 import threading
@@ -31,11 +30,12 @@ from tests.e2e.conftest import (  # noqa: F401 (no_server_errors: autouse, check
     start_gunicorn,
     user_rows,
 )
-from tests.helpers import CODE_RE, SmtpServer, require, text_of
+from tests.helpers import CODE_RE, SmtpServer, text_of
+
+from .conftest import PG_HOST, PG_PORT
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
 MAIL_TIMEOUT = 2.0
 BUSY_TIMEOUT_S = 5.0  # app/models.py SQLITE_BUSY_TIMEOUT_MS; the app offers no setting for it
 UNAVAILABLE = "temporarily unavailable"
@@ -61,82 +61,6 @@ def redis_srv(redis_server):
     """The tests' own redis-server (tests/conftest.py), emptied before each test."""
     redis_server.client().flushall()
     return redis_server
-
-
-class Postgres:
-    """A superuser connection to the PostgreSQL service; creates and drops test databases."""
-
-    def __init__(self, connection, user: str):
-        self.connection = connection
-        self.user = user
-        self.created: list[str] = []
-
-    def execute(self, sql: str, params=()):
-        """Run one statement on the maintenance connection (autocommit)."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else None
-
-    def create(self) -> str:
-        """A fresh, empty database; its name."""
-        name = f"signup_test_{secrets.token_hex(6)}"
-        self.execute(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return name
-
-    def url(self, name: str) -> str:
-        """The app's DATABASE_URL for a database."""
-        return f"postgresql+psycopg2://{self.user}@{PG_HOST}:{PG_PORT}/{name}"
-
-    def drop_connections(self, name: str) -> int:
-        """Terminate every session on a database (what a failover does to the app's pool)."""
-        rows = self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-        return len(rows)
-
-    def user_count(self, name: str, email: str) -> int:
-        """Rows of the users table with this address."""
-        import psycopg2
-
-        with psycopg2.connect(host=PG_HOST, port=PG_PORT, user=self.user, dbname=name) as conn:
-            with conn.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM users WHERE email = %s", (email,))
-                (count,) = cursor.fetchone()
-        conn.close()
-        return count
-
-    def drop_all(self) -> None:
-        """Drop every database this object created."""
-        for name in self.created:
-            self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.created.clear()
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """The PostgreSQL service on 127.0.0.1:5432 (skipped, or failed with REQUIRE_POSTGRES=1)."""
-    try:
-        import psycopg2
-    except ImportError:
-        require("REQUIRE_POSTGRES", "psycopg2 is not installed")
-    errors = []
-    for user in ("postgres", "root"):
-        try:
-            connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=user, dbname="test",
-                                          connect_timeout=3)
-        except psycopg2.Error as exc:
-            errors.append(f"{user}: {str(exc).strip().splitlines()[0]}")
-            continue
-        connection.autocommit = True
-        pg = Postgres(connection, user)
-        try:
-            yield pg
-        finally:
-            pg.drop_all()
-            connection.close()
-        return
-    require("REQUIRE_POSTGRES", f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT} "
-                                f"({'; '.join(errors)})")
 
 
 class HangingSmtp:
