@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request, session, url_for
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import metrics
@@ -318,6 +318,58 @@ def set_password(user: User, password: str) -> None:
     except SQLAlchemyError as exc:
         db.session.rollback()
         raise DatabaseUnavailable(exc.__class__.__name__) from exc
+
+
+def verify_password(user: User, password: str) -> bool:
+    """True when `password` is the user's: the check before a change on the account page."""
+    return passwords().verify(user.password_hash, password)
+
+
+def change_password(user: User, current_password: str, new_password: str, locale: str) -> bool:
+    """Change the signed-in user's password; False (nothing changed) when `current` is wrong.
+
+    Every other session ends; this browser stays signed in, with the new version. The owner
+    gets a "your password was changed" email. It is a security notice, so the email allowance
+    does not hold it back (it cannot be used to flood an address: only the signed-in owner,
+    with the password, reaches it, within the per-IP limit).
+    """
+    if not verify_password(user, current_password):
+        return False
+    set_password(user, new_password)
+    sign_in(user)
+    send_email("password_changed", user.email, locale, **_mail_context(user.email, None, None))
+    return True
+
+
+def delete_account(user: User, password: str, locale: str) -> bool:
+    """Delete the signed-in user's account; False (nothing changed) when `password` is wrong.
+
+    Every session ends, this browser's included, and the owner gets a goodbye email.
+    """
+    if not verify_password(user, password):
+        return False
+    remove_user(user, locale)
+    _fresh_session()
+    g.user = None
+    return True
+
+
+def remove_user(user: User, locale: str = "en") -> None:
+    """Delete the users row (every session of it ends) and send the goodbye email.
+
+    The address is then free: it can sign up again like a new one. Raises DatabaseUnavailable
+    when the row could not be deleted (nothing changed, nothing sent).
+    """
+    user_id, email = user.id, user.email  # the object cannot be read once its row is gone
+    try:
+        db.session.execute(delete(User).where(User.id == user_id))
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        raise DatabaseUnavailable(exc.__class__.__name__) from exc
+    metrics.ACCOUNTS_DELETED.inc()
+    log.info("account deleted (user id %d)", user_id)
+    send_email("account_deleted", email, locale, **_mail_context(email, None, None))
 
 
 def sign_out() -> None:

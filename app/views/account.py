@@ -1,13 +1,18 @@
-"""Sign in, sign out and the account page."""
+"""Sign in, sign out, and the account page: change the password, delete the account."""
 
-from flask import Blueprint, flash, redirect, render_template, session, url_for
-from flask_babel import gettext as _
+from flask import Blueprint, flash, redirect, request, session, url_for
+from flask_babel import get_locale, gettext as _
 
 from .. import accounts
-from ..forms import LoginForm, LogoutForm
+from ..errors import handle_rate_limited, rate_limited_answer
+from ..forms import ChangePasswordForm, DeleteAccountForm, LoginForm, LogoutForm
 from . import render_form, unavailable
 
 bp = Blueprint("account", __name__)
+ACCOUNT_TEMPLATE = "account/account.html"
+# The account page's forms, by the endpoint each posts to, and the name the template gives it.
+ACCOUNT_FORMS = {"account.change_password": ("password_form", ChangePasswordForm),
+                 "account.delete": ("delete_form", DeleteAccountForm)}
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -45,10 +50,74 @@ def logout():
     return render_form("account/logout.html", 400 if form.is_submitted() else 200, form=form)
 
 
+def account_forms(user, **shown) -> dict:
+    """The account page's context: the user and both forms (`shown` ones as they were posted)."""
+    return {"user": user,
+            "password_form": shown.get("password_form")
+            or ChangePasswordForm(formdata=None, owner_email=user.email),
+            "delete_form": shown.get("delete_form") or DeleteAccountForm(formdata=None)}
+
+
 @bp.get("/account")
 def account():
     """The signed-in user's page."""
     user = accounts.current_user()
     if user is None:
         return redirect(url_for("account.login"))
-    return render_template("account/account.html", user=user)
+    return render_form(ACCOUNT_TEMPLATE, **account_forms(user))
+
+
+@bp.post("/account/password")
+def change_password():
+    """Change the password: other sessions end, this one stays, the owner is emailed."""
+    user = accounts.current_user()
+    if user is None:
+        return redirect(url_for("account.login"), 303)
+    form = ChangePasswordForm(owner_email=user.email)
+    if not form.validate_on_submit():
+        return render_form(ACCOUNT_TEMPLATE, 400, **account_forms(user, password_form=form))
+    try:
+        changed = accounts.change_password(user, form.current_password.data, form.password.data,
+                                           str(get_locale()))
+    except accounts.DatabaseUnavailable:
+        return unavailable(ACCOUNT_TEMPLATE, form, **account_forms(user, password_form=form))
+    if not changed:
+        form.current_password.errors = [_("That is not your current password.")]
+        return render_form(ACCOUNT_TEMPLATE, 400, **account_forms(user, password_form=form))
+    flash(_("Your password was changed. Any other device signed in to your account was signed "
+            "out."), "success")
+    return redirect(url_for("account.account"), 303)
+
+
+@bp.post("/account/delete")
+def delete():
+    """Delete the account with its password: the row goes, every session ends, a goodbye email."""
+    user = accounts.current_user()
+    if user is None:
+        return redirect(url_for("account.login"), 303)
+    form = DeleteAccountForm()
+    if not form.validate_on_submit():
+        return render_form(ACCOUNT_TEMPLATE, 400, **account_forms(user, delete_form=form))
+    try:
+        deleted = accounts.delete_account(user, form.password.data, str(get_locale()))
+    except accounts.DatabaseUnavailable:
+        return unavailable(ACCOUNT_TEMPLATE, form, **account_forms(user, delete_form=form))
+    if not deleted:
+        form.password.errors = [_("That is not your password.")]
+        return render_form(ACCOUNT_TEMPLATE, 400, **account_forms(user, delete_form=form))
+    flash(_("Your account was deleted, and you are signed out everywhere. You can sign up again "
+            "with the same address at any time."), "info")
+    return redirect(url_for("main.index"), 303)
+
+
+@bp.errorhandler(429)
+def rate_limited(exc):
+    """The account page's forms over the per-IP limit: the page again, with when to retry."""
+    user = accounts.current_user()
+    if request.endpoint not in ACCOUNT_FORMS or user is None:
+        return handle_rate_limited(exc)
+    message, headers = rate_limited_answer()
+    name, form_class = ACCOUNT_FORMS[request.endpoint]
+    form = form_class(formdata=None)
+    form.form_errors.append(message)
+    return render_form(ACCOUNT_TEMPLATE, 429, headers, **account_forms(user, **{name: form}))
