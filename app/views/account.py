@@ -67,47 +67,52 @@ def account():
     return render_form(ACCOUNT_TEMPLATE, **account_forms(user))
 
 
-@bp.post("/account/password")
-def change_password():
-    """Change the password: other sessions end, this one stays, the owner is emailed."""
+def _account_post(name: str, form_for, act, password_field: str, wrong: str, done: tuple):
+    """The steps both account forms share.
+
+    Signed out: to the sign-in page. Invalid fields: the page again (400). `act(user, form)`
+    returns False for a wrong password, said by `password_field` (400); a database that is
+    down: 503. Success flashes `done`'s message (with its category) and redirects to its
+    endpoint.
+    """
     user = accounts.current_user()
     if user is None:
         return redirect(url_for("account.login"), 303)
-    form = ChangePasswordForm(owner_email=user.email)
-    if not form.validate_on_submit():
-        return render_form(ACCOUNT_TEMPLATE, 400, **account_forms(user, password_form=form))
-    try:
-        changed = accounts.change_password(user, form.current_password.data, form.password.data,
-                                           str(get_locale()))
-    except accounts.DatabaseUnavailable:
-        return unavailable(ACCOUNT_TEMPLATE, form, **account_forms(user, password_form=form))
-    if not changed:
-        form.current_password.errors = [_("That is not your current password.")]
-        return render_form(ACCOUNT_TEMPLATE, 400, **account_forms(user, password_form=form))
-    flash(_("Your password was changed. Any other device signed in to your account was signed "
-            "out."), "success")
-    return redirect(url_for("account.account"), 303)
+    form = form_for(user)
+    context = account_forms(user, **{name: form})
+    if form.validate_on_submit():
+        try:
+            if act(user, form):
+                message, category, endpoint = done
+                flash(message, category)
+                return redirect(url_for(endpoint), 303)
+        except accounts.DatabaseUnavailable:
+            return unavailable(ACCOUNT_TEMPLATE, form, **context)
+        getattr(form, password_field).errors = [wrong]
+    return render_form(ACCOUNT_TEMPLATE, 400, **context)
+
+
+@bp.post("/account/password")
+def change_password():
+    """Change the password: other sessions end, this one stays, the owner is emailed."""
+    return _account_post(
+        "password_form", lambda user: ChangePasswordForm(owner_email=user.email),
+        lambda user, form: accounts.change_password(
+            user, form.current_password.data, form.password.data, str(get_locale())),
+        "current_password", _("That is not your current password."),
+        (_("Your password was changed. Any other device signed in to your account was signed "
+           "out."), "success", "account.account"))
 
 
 @bp.post("/account/delete")
 def delete():
     """Delete the account with its password: the row goes, every session ends, a goodbye email."""
-    user = accounts.current_user()
-    if user is None:
-        return redirect(url_for("account.login"), 303)
-    form = DeleteAccountForm()
-    if not form.validate_on_submit():
-        return render_form(ACCOUNT_TEMPLATE, 400, **account_forms(user, delete_form=form))
-    try:
-        deleted = accounts.delete_account(user, form.password.data, str(get_locale()))
-    except accounts.DatabaseUnavailable:
-        return unavailable(ACCOUNT_TEMPLATE, form, **account_forms(user, delete_form=form))
-    if not deleted:
-        form.password.errors = [_("That is not your password.")]
-        return render_form(ACCOUNT_TEMPLATE, 400, **account_forms(user, delete_form=form))
-    flash(_("Your account was deleted, and you are signed out everywhere. You can sign up again "
-            "with the same address at any time."), "info")
-    return redirect(url_for("main.index"), 303)
+    return _account_post(
+        "delete_form", lambda _user: DeleteAccountForm(),
+        lambda user, form: accounts.delete_account(user, form.password.data, str(get_locale())),
+        "password", _("That is not your password."),
+        (_("Your account was deleted, and you are signed out everywhere. You can sign up again "
+           "with the same address at any time."), "info", "main.index"))
 
 
 @bp.errorhandler(429)
