@@ -233,11 +233,12 @@ def _since(user: User) -> int:
 
 
 def _fresh_session() -> None:
-    """Empty the session, keeping only the language the person chose."""
+    """Empty the session (signed out), keeping only the language the person chose."""
     lang = session.get("lang")
     session.clear()
     if lang:
         session["lang"] = lang
+    g.user = None
 
 
 def sign_in(user: User) -> None:
@@ -279,8 +280,8 @@ def check_session() -> None:
     if (user is None or session.get(SESSION_VERSION) != user.session_version
             or session.get(SESSION_SINCE) != _since(user)):
         _fresh_session()
-        return
-    g.user = user
+    else:
+        g.user = user
 
 
 def end_sessions(user: User) -> None:
@@ -293,11 +294,12 @@ def end_sessions(user: User) -> None:
     db.session.refresh(user)
 
 
-def _bump_version(user_id: int) -> None:
-    """Add one to the user's session version, in the database (no read-modify-write race)."""
+def _bump_version(user_id: int, **values) -> None:
+    """Add one to the user's session version (in SQL: no read-modify-write race), storing
+    `values` in the same UPDATE; raises DatabaseUnavailable when that cannot be done."""
     try:
         db.session.execute(update(User).where(User.id == user_id)
-                           .values(session_version=User.session_version + 1))
+                           .values(session_version=User.session_version + 1, **values))
         db.session.commit()
     except SQLAlchemyError as exc:
         db.session.rollback()
@@ -309,15 +311,8 @@ def set_password(user: User, password: str) -> None:
 
     Raises DatabaseUnavailable when it cannot be stored (nothing changed then).
     """
-    password_hash = passwords().hash(password)
-    try:
-        db.session.execute(update(User).where(User.id == user.id).values(
-            password_hash=password_hash, session_version=User.session_version + 1))
-        db.session.commit()
-        db.session.refresh(user)
-    except SQLAlchemyError as exc:
-        db.session.rollback()
-        raise DatabaseUnavailable(exc.__class__.__name__) from exc
+    _bump_version(user.id, password_hash=passwords().hash(password))
+    db.session.refresh(user)
 
 
 def verify_password(user: User, password: str) -> bool:
@@ -350,7 +345,6 @@ def delete_account(user: User, password: str, locale: str) -> bool:
         return False
     remove_user(user, locale)
     _fresh_session()
-    g.user = None
     return True
 
 
@@ -380,7 +374,6 @@ def sign_out() -> None:
     """
     user_id = session.get(SESSION_USER)
     _fresh_session()
-    g.user = None
     if isinstance(user_id, int):
         _bump_version(user_id)
 
