@@ -102,9 +102,12 @@ def register_commands(app: Flask) -> None:
 
 
 def register_hooks(app: Flask) -> None:
-    """Security headers, request timing, and client IP and scheme from trusted proxies only."""
+    """Signed-in session checks, security headers, request timing, and client IP and scheme
+    from trusted proxies only."""
+    from . import accounts
     from .headers import init_app
 
+    accounts.init_app(app)
     init_app(app)
     from .metrics import init_app as init_metrics
 

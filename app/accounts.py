@@ -1,4 +1,8 @@
-"""Signup, verification, resend, promotion and sign-in, callable without HTTP."""
+"""Signup, verification, resend, promotion, sign-in and signed-in sessions.
+
+Everything but the session functions is callable without HTTP; those (`sign_in`, `sign_out`,
+`current_user`, `end_sessions`) work on the request's Flask session.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
-from flask import current_app, url_for
-from sqlalchemy import select
+from flask import current_app, g, request, session, url_for
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import metrics
@@ -208,3 +213,171 @@ def authenticate(email: str, password: str) -> User | None:
     user = find_user(email)
     ok = passwords().verify(user.password_hash if user else None, password)
     return user if ok and user else None
+
+
+# -- signed-in sessions -------------------------------------------------------------------------
+# A session names its user and carries the user's session version and creation time from when
+# it signed in. Bumping the version (sign-out, a password change) ends every session made
+# before; deleting the row ends them too, and the creation time keeps an id that the database
+# hands out again (SQLite may, after a deletion) from reopening an old session on a new account.
+SESSION_USER, SESSION_VERSION, SESSION_SINCE = "user_id", "session_version", "user_since"
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _since(user: User) -> int:
+    """The account's creation time in whole microseconds (SQLite returns it naive, in UTC)."""
+    created = user.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return (created - EPOCH) // timedelta(microseconds=1)
+
+
+def _fresh_session() -> None:
+    """Empty the session (signed out), keeping only the language the person chose."""
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    g.user = None
+
+
+def sign_in(user: User) -> None:
+    """Start a fresh session for the user (nothing from before sign-in is carried over)."""
+    _fresh_session()
+    session[SESSION_USER] = user.id
+    session[SESSION_VERSION] = user.session_version
+    session[SESSION_SINCE] = _since(user)
+    g.user = user
+
+
+def current_user() -> User | None:
+    """The signed-in user, or None (checked once per request, see `check_session`)."""
+    if "user" not in g:
+        check_session()
+    return g.user
+
+
+def check_session() -> None:
+    """Before each request: a session whose user is gone or whose version is old is signed out.
+
+    A database outage leaves the session as it is (the person is not signed out by it) but
+    treats this request as signed out.
+    """
+    g.user = None
+    # Static files, and requests without a cookie (probes, scrapers), leave the session
+    # untouched: reading it would add `Vary: Cookie` to answers that do not depend on it.
+    if (request.endpoint == "static"
+            or current_app.config["SESSION_COOKIE_NAME"] not in request.cookies):
+        return
+    user_id = session.get(SESSION_USER)
+    if user_id is None:
+        return
+    try:
+        user = db.session.get(User, user_id) if isinstance(user_id, int) else None
+    except SQLAlchemyError:
+        db.session.rollback()
+        return
+    if (user is None or session.get(SESSION_VERSION) != user.session_version
+            or session.get(SESSION_SINCE) != _since(user)):
+        _fresh_session()
+    else:
+        g.user = user
+
+
+def end_sessions(user: User) -> None:
+    """End every session of the user, this browser's included (bump the session version).
+
+    `sign_in(user)` afterwards starts a session with the new version, for a flow that keeps
+    this browser signed in. Raises DatabaseUnavailable when the version cannot be stored.
+    """
+    _bump_version(user.id)
+    db.session.refresh(user)
+
+
+def _bump_version(user_id: int, **values) -> None:
+    """Add one to the user's session version (in SQL: no read-modify-write race), storing
+    `values` in the same UPDATE; raises DatabaseUnavailable when that cannot be done."""
+    try:
+        db.session.execute(update(User).where(User.id == user_id)
+                           .values(session_version=User.session_version + 1, **values))
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        raise DatabaseUnavailable(exc.__class__.__name__) from exc
+
+
+def set_password(user: User, password: str) -> None:
+    """Store a new argon2id hash for the user and end all of the user's sessions at once.
+
+    Raises DatabaseUnavailable when it cannot be stored (nothing changed then).
+    """
+    _bump_version(user.id, password_hash=passwords().hash(password))
+    db.session.refresh(user)
+
+
+def verify_password(user: User, password: str) -> bool:
+    """True when `password` is the user's: the check before a change on the account page."""
+    return passwords().verify(user.password_hash, password)
+
+
+def change_password(user: User, current_password: str, new_password: str, locale: str) -> bool:
+    """Change the signed-in user's password; False (nothing changed) when `current` is wrong.
+
+    Every other session ends; this browser stays signed in, with the new version. The owner
+    gets a "your password was changed" email. It is a security notice, so the email allowance
+    does not hold it back (it cannot be used to flood an address: only the signed-in owner,
+    with the password, reaches it, within the per-IP limit).
+    """
+    if not verify_password(user, current_password):
+        return False
+    set_password(user, new_password)
+    sign_in(user)
+    send_email("password_changed", user.email, locale, **_mail_context(user.email, None, None))
+    return True
+
+
+def delete_account(user: User, password: str, locale: str) -> bool:
+    """Delete the signed-in user's account; False (nothing changed) when `password` is wrong.
+
+    Every session ends, this browser's included, and the owner gets a goodbye email.
+    """
+    if not verify_password(user, password):
+        return False
+    remove_user(user, locale)
+    _fresh_session()
+    return True
+
+
+def remove_user(user: User, locale: str = "en") -> None:
+    """Delete the users row (every session of it ends) and send the goodbye email.
+
+    The address is then free: it can sign up again like a new one. Raises DatabaseUnavailable
+    when the row could not be deleted (nothing changed, nothing sent).
+    """
+    user_id, email = user.id, user.email  # the object cannot be read once its row is gone
+    try:
+        db.session.execute(delete(User).where(User.id == user_id))
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        raise DatabaseUnavailable(exc.__class__.__name__) from exc
+    metrics.ACCOUNTS_DELETED.inc()
+    log.info("account deleted (user id %d)", user_id)
+    send_email("account_deleted", email, locale, **_mail_context(email, None, None))
+
+
+def sign_out() -> None:
+    """Sign this browser out and end the user's other sessions too (SPEC section 8).
+
+    This browser is signed out even when the database cannot store the new version; then
+    DatabaseUnavailable is raised so the person can be told the other sessions still stand.
+    """
+    user_id = session.get(SESSION_USER)
+    _fresh_session()
+    if isinstance(user_id, int):
+        _bump_version(user_id)
+
+
+def init_app(app) -> None:
+    """Check the signed-in session before every request."""
+    app.before_request(check_session)

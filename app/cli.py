@@ -1,5 +1,5 @@
-"""`flask --app wsgi` commands: init-db, pending stats|cleanup|migrate, check-redis, backup,
-restore-db."""
+"""`flask --app wsgi` commands: init-db, pending stats|cleanup|migrate, users delete,
+check-redis, backup, restore-db."""
 
 from __future__ import annotations
 
@@ -15,20 +15,25 @@ from flask.cli import AppGroup, with_appcontext
 
 from .backup import (BackupError, PartResult, backup_redis, backup_users_db, restore_users_db,
                      sqlite_path)
+from . import accounts
 from .extensions import db
+from .forms import normalise_email
+from .models import create_tables
 from .pending import PendingRegistration, StoreUnavailable, get_manager
 from .pending.manager import Limits, PendingRegistrationManager
 from .pending.redis_client import build_client, client_from_config
 from .security import Digester, new_code, new_link_token
 
 pending_cli = AppGroup("pending", help="Inspect and tidy pending registrations.")
+users_cli = AppGroup("users", help="Manage verified accounts.")
 
 
 @click.command("init-db")
 @with_appcontext
 def init_db():
-    """Create the users table if it does not exist."""
-    db.create_all()
+    """Create the users table if it does not exist, or add the columns an upgrade brought."""
+    for name in create_tables():
+        click.echo(f"added column users.{name}")
     click.echo(f"users table ready in {db.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -74,6 +79,31 @@ def pending_migrate():
     if result["index_left"]:
         click.echo(f"{result['index_left']} registrations are still counted by the earlier "
                    "index: stop every process of the earlier version, then run this again")
+
+
+@users_cli.command("delete")
+@click.argument("email")
+@click.option("--locale", default="en", show_default=True, type=click.Choice(["en", "tr"]),
+              help="Language of the goodbye email.")
+def users_delete(email, locale):
+    """Delete the account of EMAIL: its row, every session of it; a goodbye email is sent.
+
+    The address can sign up again afterwards. Exits 1 when no account uses it.
+    """
+    try:
+        address = normalise_email(email)
+    except ValueError:
+        raise click.ClickException(f"{email!r} is not a valid email address") from None
+    try:
+        user = accounts.find_user(address)
+        if user is None:
+            raise click.ClickException(f"no account uses {address}")
+        with current_app.test_request_context(base_url=current_app.config.get("APP_BASE_URL")
+                                              or None):
+            accounts.remove_user(user, locale)
+    except accounts.DatabaseUnavailable as exc:
+        raise click.ClickException(f"the users database is unavailable: {exc}") from None
+    click.echo(f"deleted the account of {address}; every session of it has ended")
 
 
 @click.command("check-redis")
@@ -287,6 +317,7 @@ def init_app(app) -> None:
     """Register the commands."""
     app.cli.add_command(init_db)
     app.cli.add_command(pending_cli)
+    app.cli.add_command(users_cli)
     app.cli.add_command(check_redis)
     app.cli.add_command(backup)
     app.cli.add_command(restore_db)

@@ -51,11 +51,20 @@ def _retry_after_seconds() -> int:
     return max(1, int(current.reset_at - time.time()))
 
 
-def handle_rate_limited(exc: HTTPException):
-    """A rate limit: re-render the form with what was typed and when to try again (429)."""
+def rate_limited_answer() -> tuple[str, dict]:
+    """Count a request refused by a rate limit; the words and headers of its 429 answer."""
     metrics.RATE_LIMITED.labels(endpoint=request.endpoint or "unmatched").inc()
     wait = _retry_after_seconds()
-    headers = {"Retry-After": str(wait)}
+    message = ngettext(
+        "Too many attempts from your network. Please try again in %(num)d minute.",
+        "Too many attempts from your network. Please try again in %(num)d minutes.",
+        max(1, -(-wait // 60)))
+    return message, {"Retry-After": str(wait)}
+
+
+def handle_rate_limited(exc: HTTPException):
+    """A rate limit: re-render the form with what was typed and when to try again (429)."""
+    message, headers = rate_limited_answer()
     page = _form_pages().get(request.endpoint)
     if page is None:
         return render_error(429, headers=headers)
@@ -64,10 +73,7 @@ def handle_rate_limited(exc: HTTPException):
     for secret in ("password", "confirm", "code"):
         if hasattr(form, secret):
             getattr(form, secret).data = ""
-    form.form_errors.append(ngettext(
-        "Too many attempts from your network. Please try again in %(num)d minute.",
-        "Too many attempts from your network. Please try again in %(num)d minutes.",
-        max(1, -(-wait // 60))))
+    form.form_errors.append(message)
     return render_template(template, form=form, same_browser=True,
                            token=(request.view_args or {}).get("token")), 429, headers
 

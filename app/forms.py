@@ -97,16 +97,35 @@ def password_problem_message(problem: str, min_length: int) -> str:
     return problem
 
 
+def new_password_validators():
+    """Required and at most 128 characters: a new password's field checks (signup, change)."""
+    return [DataRequired(_l("Choose a password.")),
+            Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))]
+
+
+def confirm_validators():
+    """Required and equal to the `password` field."""
+    return [DataRequired(_l("Type the password again.")),
+            EqualTo("password", message=_l("The two passwords are not the same."))]
+
+
+def check_new_password(password: str | None, email: str) -> None:
+    """Length, common-password and same-as-email checks (no composition rules); raise if bad."""
+    rules = current_app.extensions["passwords"]
+    problems = rules.problems(password or "", email)
+    if problems:
+        # The rules live in security.py in English; the person reads them in their language.
+        raise ValidationError(password_problem_message(problems[0], rules.min_length))
+
+
 class SignupForm(Form):
     """email, password, confirm, optional name; `typed_email` confirms an address kept as typed."""
 
     email = EmailField(_l("Email address"))
-    password = PasswordField(_l("Password"), widget=KeptPasswordInput(), validators=[
-        DataRequired(_l("Choose a password.")),
-        Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
-    confirm = PasswordField(_l("Repeat the password"), widget=KeptPasswordInput(), validators=[
-        DataRequired(_l("Type the password again.")),
-        EqualTo("password", message=_l("The two passwords are not the same."))])
+    password = PasswordField(_l("Password"), widget=KeptPasswordInput(),
+                             validators=new_password_validators())
+    confirm = PasswordField(_l("Repeat the password"), widget=KeptPasswordInput(),
+                            validators=confirm_validators())
     name = StringField(_l("Name (optional)"), validators=[
         Optional(), Length(max=MAX_NAME_LENGTH, message=_l("Use at most 100 characters."))])
     # Set on the typo question: the address the person was asked about. Submitting it again
@@ -119,13 +138,8 @@ class SignupForm(Form):
             raise ValidationError(_l("The name has characters we can't store."))
 
     def validate_password(self, field):
-        """Length, common-password and same-as-email checks (no composition rules)."""
-        email = getattr(self.email, "normalised", "")
-        rules = current_app.extensions["passwords"]
-        problems = rules.problems(field.data or "", email)
-        if problems:
-            # The rules live in security.py in English; the person reads them in their language.
-            raise ValidationError(password_problem_message(problems[0], rules.min_length))
+        """The rules for a new password, against the address typed."""
+        check_new_password(field.data, getattr(self.email, "normalised", ""))
 
 
 class VerifyForm(Form):
@@ -164,6 +178,37 @@ class LoginForm(Form):
     password = PasswordField(_l("Password"), validators=[
         DataRequired(_l("Enter your password.")),
         Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
+
+
+def current_password_field(label, element_id: str):
+    """The signed-in person's password, asked again before a change (`id` unique on /account)."""
+    return PasswordField(label, id=element_id, validators=[
+        DataRequired(_l("Enter your current password.")),
+        Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
+
+
+class ChangePasswordForm(Form):
+    """current_password, password, confirm (on /account, beside the delete form)."""
+
+    current_password = current_password_field(_l("Current password"), "current_password")
+    password = PasswordField(_l("New password"), id="new_password",
+                             validators=new_password_validators())
+    confirm = PasswordField(_l("Repeat the new password"), id="new_confirm",
+                            validators=confirm_validators())
+
+    def __init__(self, *args, owner_email: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner_email = owner_email
+
+    def validate_password(self, field):
+        """The signup rules for a new password, against the account's address."""
+        check_new_password(field.data, self.owner_email)
+
+
+class DeleteAccountForm(Form):
+    """password, to confirm that the signed-in person means it."""
+
+    password = current_password_field(_l("Your password"), "delete_password")
 
 
 class LogoutForm(Form):

@@ -18,6 +18,10 @@ LIMITED_ENDPOINTS = {
     "verify.link": "RATELIMIT_VERIFY",
     "resend.resend": "RATELIMIT_RESEND",
     "account.login": "RATELIMIT_LOGIN",
+    # The account page's forms check a password too: they draw on the sign-in allowance, so
+    # guesses spread over the three pages get no more tries than /login alone.
+    "account.change_password": "RATELIMIT_LOGIN",
+    "account.delete": "RATELIMIT_LOGIN",
 }
 # Flask-Limiter settings for limits on every request; none is set by this app (SPEC section 3).
 GLOBAL_LIMIT_SETTINGS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")

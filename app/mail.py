@@ -22,6 +22,8 @@ SUBJECTS = {
     "verification": lambda: _("Your verification code"),
     "existing_account": lambda: _("You already have an account"),
     "no_registration": lambda: _("No signup is waiting for this address"),
+    "password_changed": lambda: _("Your password was changed"),
+    "account_deleted": lambda: _("Your account was deleted"),
 }
 
 

@@ -26,6 +26,8 @@ WRONG_CODES = Counter("signup_wrong_codes_total",
                       "Wrong codes (including unknown addresses and wrong signup passwords).")
 EXPIRED = Counter("signup_expired_total", "Codes entered after they expired.")
 RESENDS = Counter("signup_resends_total", "Resend requests within the email allowance.")
+ACCOUNTS_DELETED = Counter("signup_accounts_deleted_total",
+                           "Accounts deleted (by their owner on /account, or by `users delete`).")
 RATE_LIMITED = Counter("signup_rate_limited_total", "Requests refused by a rate limit.",
                        ["endpoint"])
 # Each worker reports what it sees; "live" modes forget workers that have exited.

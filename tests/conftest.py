@@ -11,7 +11,8 @@ from app import create_app
 from app.config import TestConfig
 
 from .cluster import RedisClusterServers
-from .helpers import RedisServer, SmtpServer, code_from, csrf_token, link_from, path_of, require
+from .helpers import (PG_HOST, PG_PORT, Postgres, RedisServer, SmtpServer, code_from, csrf_token,
+                      link_from, path_of, require)
 
 PASSWORD = "correct horse battery staple"
 
@@ -67,6 +68,33 @@ def smtp(smtp_server):
     """The SMTP server with an empty mailbox."""
     smtp_server.clear()
     return smtp_server
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """The PostgreSQL service on 127.0.0.1:5432 (skipped, or failed with REQUIRE_POSTGRES=1)."""
+    try:
+        import psycopg2
+    except ImportError:
+        require("REQUIRE_POSTGRES", "psycopg2 is not installed")
+    errors = []
+    for user in ("postgres", "root"):
+        try:
+            connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=user, dbname="test",
+                                          connect_timeout=3)
+        except psycopg2.Error as exc:
+            errors.append(f"{user}: {str(exc).strip().splitlines()[0]}")
+            continue
+        connection.autocommit = True
+        pg = Postgres(connection, user)
+        try:
+            yield pg
+        finally:
+            pg.drop_all()
+            connection.close()
+        return
+    require("REQUIRE_POSTGRES", f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT} "
+                                f"({'; '.join(errors)})")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import email
 import email.policy
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+PG_HOST, PG_PORT = "127.0.0.1", 5432  # the PostgreSQL service (trust, database `test`)
 CODE_RE = re.compile(r"^\s{4}(\d{6})\s*$", re.MULTILINE)
 LINK_RE = re.compile(r"(https?://\S+/verify/[A-Za-z0-9_\-]+)")
 
@@ -214,3 +216,66 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class Postgres:
+    """A superuser connection to the PostgreSQL service; creates and drops test databases."""
+
+    def __init__(self, connection, user: str):
+        self.connection = connection
+        self.user = user
+        self.created: list[str] = []
+
+    def execute(self, sql: str, params=()):
+        """Run one statement on the maintenance connection (autocommit)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else None
+
+    def create(self) -> str:
+        """A fresh, empty database; its name."""
+        name = f"signup_test_{secrets.token_hex(6)}"
+        self.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return name
+
+    def url(self, name: str) -> str:
+        """The app's DATABASE_URL for a database."""
+        return f"postgresql+psycopg2://{self.user}@{PG_HOST}:{PG_PORT}/{name}"
+
+    def new_url(self) -> str:
+        """The URL of a fresh, empty database."""
+        return self.url(self.create())
+
+    def drop_connections(self, name: str) -> int:
+        """Terminate every session on a database (what a failover does to the app's pool)."""
+        rows = self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        return len(rows)
+
+    def query(self, name: str, sql: str, params=()) -> list[tuple]:
+        """Rows of one query on database `name` (a connection of its own, closed after)."""
+        import psycopg2
+
+        connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=self.user, dbname=name)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    def user_count(self, name: str, email: str) -> int:
+        """Rows of the users table with this address."""
+        [(count,)] = self.query(name, "SELECT count(*) FROM users WHERE email = %s", (email,))
+        return count
+
+    def user_emails(self, name: str) -> list[str]:
+        """The address of every row of the users table (twice if a row were duplicated)."""
+        return [email for (email,) in self.query(name, "SELECT email FROM users")]
+
+    def drop_all(self) -> None:
+        """Drop every database this object created."""
+        for name in self.created:
+            self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.clear()

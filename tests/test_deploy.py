@@ -34,7 +34,7 @@ SPEC_METRICS = ("signup_started_total", "signup_emails_sent_total", "signup_emai
                 "signup_verified_total", "signup_wrong_codes_total", "signup_expired_total",
                 "signup_resends_total", "signup_rate_limited_total",
                 "signup_pending_registrations", "signup_fallback_active",
-                "signup_request_duration_seconds")
+                "signup_request_duration_seconds", "signup_accounts_deleted_total")
 # Directives of deploy/redis.conf that name the host's paths or service manager: the tests run
 # the file on a free port in a temporary folder, in the foreground.
 HOST_DIRECTIVES = {"bind", "port", "daemonize", "supervised", "pidfile", "logfile", "dir"}

@@ -15,6 +15,8 @@ FORMS = {
     "/resend": ["email"],
     "/login": ["email", "password"],
     "/logout": [],
+    "/account/password": ["current_password", "password", "confirm"],
+    "/account/delete": ["password"],
 }
 NASTY = st.sampled_from([
     "", " ", "\x00", "\r\n", "a@b.c\r\nBcc: victim@evil.test", "victim@evil.test\nBcc: x@evil.test",

@@ -12,7 +12,6 @@ from ..forms import LinkForm, VerifyForm
 from ..pages import page_cache
 from ..pending import StoreUnavailable, get_manager
 from . import masked, render_form, seconds_until_resend, unavailable
-from .account import sign_in
 
 bp = Blueprint("verify", __name__)
 CODE_TEMPLATE = "verify/verify.html"
@@ -108,7 +107,7 @@ def _finish(result, form, template, headers=None, **context):
         if getattr(user, "already_verified", False):
             form.form_errors.append(_("This address is already verified. Please sign in."))
             return render_form(template, 409, headers, form=form, **context)
-        sign_in(user)
+        accounts.sign_in(user)
         flash(_("Your address is verified. Welcome!"), "success")
         return redirect(url_for("account.account"), 303)
     status, message, field = 400, None, getattr(form, "code", None)

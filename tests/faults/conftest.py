@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import secrets
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,6 @@ from tests.helpers import require
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "test-artifacts" / "faults.json"
-PG_HOST, PG_PORT = "127.0.0.1", 5432
 
 
 @dataclass
@@ -109,87 +107,3 @@ def write_reliability_page(path: Path, report: FaultReport) -> None:
     path.write_text(f"{before}{start}\n{header}{report.markdown()}\n{end}{after}")
 
 
-class Postgres:
-    """A superuser connection to the PostgreSQL service; creates and drops test databases."""
-
-    def __init__(self, connection, user: str):
-        self.connection = connection
-        self.user = user
-        self.created: list[str] = []
-
-    def execute(self, sql: str, params=()):
-        """Run one statement on the maintenance connection (autocommit)."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else None
-
-    def create(self) -> str:
-        """A fresh, empty database; its name."""
-        name = f"signup_test_{secrets.token_hex(6)}"
-        self.execute(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return name
-
-    def url(self, name: str) -> str:
-        """The app's DATABASE_URL for a database."""
-        return f"postgresql+psycopg2://{self.user}@{PG_HOST}:{PG_PORT}/{name}"
-
-    def drop_connections(self, name: str) -> int:
-        """Terminate every session on a database (what a failover does to the app's pool)."""
-        rows = self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-        return len(rows)
-
-    def query(self, name: str, sql: str, params=()) -> list[tuple]:
-        """Rows of one query on database `name` (a connection of its own, closed after)."""
-        import psycopg2
-
-        connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=self.user, dbname=name)
-        try:
-            with connection, connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall()
-        finally:
-            connection.close()
-
-    def user_count(self, name: str, email: str) -> int:
-        """Rows of the users table with this address."""
-        [(count,)] = self.query(name, "SELECT count(*) FROM users WHERE email = %s", (email,))
-        return count
-
-    def user_emails(self, name: str) -> list[str]:
-        """The address of every row of the users table (twice if a row were duplicated)."""
-        return [email for (email,) in self.query(name, "SELECT email FROM users")]
-
-    def drop_all(self) -> None:
-        """Drop every database this object created."""
-        for name in self.created:
-            self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.created.clear()
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """The PostgreSQL service on 127.0.0.1:5432 (skipped, or failed with REQUIRE_POSTGRES=1)."""
-    try:
-        import psycopg2
-    except ImportError:
-        require("REQUIRE_POSTGRES", "psycopg2 is not installed")
-    errors = []
-    for user in ("postgres", "root"):
-        try:
-            connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=user, dbname="test",
-                                          connect_timeout=3)
-        except psycopg2.Error as exc:
-            errors.append(f"{user}: {str(exc).strip().splitlines()[0]}")
-            continue
-        connection.autocommit = True
-        pg = Postgres(connection, user)
-        try:
-            yield pg
-        finally:
-            pg.drop_all()
-            connection.close()
-        return
-    require("REQUIRE_POSTGRES", f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT} "
-                                f"({'; '.join(errors)})")

@@ -30,9 +30,7 @@ from tests.e2e.conftest import (  # noqa: F401 (no_server_errors: autouse, check
     start_gunicorn,
     user_rows,
 )
-from tests.helpers import CODE_RE, SmtpServer, text_of
-
-from .conftest import PG_HOST, PG_PORT
+from tests.helpers import CODE_RE, PG_HOST, PG_PORT, SmtpServer, text_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
