@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import require
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "test-artifacts" / "faults.json"
