@@ -84,6 +84,8 @@ def signup(email: str, password: str, name: str, locale: str,
 
     A verified address gets a "you already have an account" email instead, and nothing is
     stored. The password is hashed in every branch so the time taken does not tell them apart.
+    Over the address's email allowance nothing is sent and nothing changes (the answer says
+    when to ask again): a registration already pending keeps its code and link.
     """
     password_hash = passwords().hash(password)
     metrics.STARTED.inc()
@@ -193,17 +195,31 @@ def completion_check(signup_email: str | None, password: str | None,
 
 
 def verify_code(email: str, code: str, *, signup_email=None, password=None, browser_key=None):
-    """Verify by code; another browser than the signing-up one must give the password too."""
+    """Verify by code; another browser than the signing-up one must give the password too.
+
+    A right code with a wrong password is refused like a wrong code (wrong_password, counted
+    and answered alike): nothing may confirm a code to someone without the password.
+    """
     result = get_manager().verify_and_remove(
         email, code, promote, check=completion_check(signup_email, password, browser_key))
+    if password and result.status not in ("verified", "wrong_password"):
+        # The password is hashed only once a code is right: hash it for a refused code too,
+        # so the time taken does not tell a right code from a wrong one either.
+        passwords().verify(None, password)
     metrics.record_check(result.status, "code")
     return result
 
 
 def verify_link(token: str, *, signup_email=None, password=None, browser_key=None):
-    """Verify by link token, with the same claim/promote/delete sequence as a code."""
+    """Verify by link token, with the same claim/promote/delete sequence as a code.
+
+    A browser that gives the password (not the signing-up one) is held to the address's
+    REGISTRATION_MAX_ATTEMPTS: its wrong passwords count, and once they are spent it is
+    refused ("locked") like code entry. The signing-up browser gives none and is not.
+    """
     result = get_manager().verify_link_and_remove(
-        token, promote, check=completion_check(signup_email, password, browser_key))
+        token, promote, check=completion_check(signup_email, password, browser_key),
+        with_password=bool(password))
     metrics.record_check(result.status, "link")
     return result
 

@@ -35,7 +35,6 @@ def resend():
         return render_form(TEMPLATE, 429, {"Retry-After": str(outcome.retry_after)}, form=form,
                            retry_after=outcome.retry_after, resend_wait=outcome.retry_after)
     session["last_email"] = email
-    session.pop("code_wrongs", None)  # a new code (if one was waiting): tries start again
     remember_email_allowance(email)
     if outcome.email_sent:
         flash(_("If a registration is waiting for this address, we've sent a new code."), "info")
