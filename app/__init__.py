@@ -102,9 +102,12 @@ def register_commands(app: Flask) -> None:
 
 
 def register_hooks(app: Flask) -> None:
-    """Security headers, request timing, and client IP and scheme from trusted proxies only."""
+    """Submissions whose fields are not all text refused, security headers, request timing,
+    and client IP and scheme from trusted proxies only."""
+    from .forms import init_app as init_forms
     from .headers import init_app
 
+    init_forms(app)
     init_app(app)
     from .metrics import init_app as init_metrics
 
