@@ -13,8 +13,9 @@ import re
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
 
-from ..helpers import csrf_token
+from ..shapes import ALL_FIELDS, FAMILIES, POST_ROUTES, judge
 from .conftest import HTTP_TIMEOUT, PASSWORD, Browser, code_and_link, dump_redis, new_address, \
     user_rows
 
@@ -73,6 +74,7 @@ def world(live_server, redis_server, smtp_server):
     state.pending_address = new_address("shape-pending")
     assert signer.signup(state.pending_address).status_code == 303
     _code, state.link = code_and_link(smtp_server, state.pending_address)
+    state.signer = signer
     user = Browser(live_server.base_url)
     state.user_address = new_address("shape-user")
     assert user.signup(state.user_address).status_code == 303
@@ -121,11 +123,13 @@ def form_token(world, route: str, browser: Browser) -> str:
     return browser.get_form(page)
 
 
-def assert_nothing_changed(world, before) -> None:
-    """Redis, the users table and the mailbox are as they were; the user is still signed in."""
+def assert_nothing_changed(world, before, browser: Browser) -> None:
+    """Redis, the users table and the mailbox are as they were; the user is still signed in;
+    the probing browser's language was not switched."""
     assert world.snapshot() == before
     account = world.user.get("/account")
     assert account.status_code == 200 and world.user_address in account.text
+    assert '<html lang="en">' in browser.get("/signup").text
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -143,7 +147,7 @@ def test_a_file_part_in_any_field_is_refused_in_words(world, route):
         response = send(world, route, browser, data=text,
                         files={name: ("value.txt", content, "text/plain")})
         assert_refused_in_words(response)
-        assert_nothing_changed(world, before)
+        assert_nothing_changed(world, before, browser)
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -161,7 +165,7 @@ def test_json_values_that_are_not_strings_are_refused_in_words(world, route):
             response = send(world, route, browser, json={**fields, name: value},
                             headers=headers)
             assert_refused_in_words(response)
-    assert_nothing_changed(world, before)
+    assert_nothing_changed(world, before, browser)
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -174,7 +178,7 @@ def test_json_bodies_that_are_not_objects_are_refused_in_words(world, route):
     for body in JSON_BODIES:
         response = send(world, route, browser, data=body.encode(), headers=headers)
         assert_refused_in_words(response)
-    assert_nothing_changed(world, before)
+    assert_nothing_changed(world, before, browser)
 
 
 def test_refusal_is_in_the_visitors_language(world):
@@ -203,6 +207,41 @@ def test_a_json_object_of_strings_still_works(live_server, smtp_server):
     code, _link = code_and_link(smtp_server, address)
     assert browser.verify(address, code).status_code == 303
     assert len(user_rows(live_server.database, address)) == 1
+
+
+# Generated requests per shape family over HTTP (each example goes to all 7 POST routes); the
+# volume is in tests/test_fuzz.py, through Flask's test client.
+HTTP_EXAMPLES = 15
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_generated_shapes_over_http(live_server, redis_server, smtp_server, family):
+    """The fuzz suite's shape families through gunicorn: the same answers, nothing stored."""
+    browser = Browser(live_server.base_url)
+    token = browser.get_form("/signup")
+    cookie = browser.session.cookies.get("session")
+    redis_client = redis_server.client()
+    users = len(user_rows(live_server.database))
+    mails = len(smtp_server.messages)
+    sent = []
+
+    @settings(max_examples=HTTP_EXAMPLES, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(shaped=FAMILIES[family](ALL_FIELDS, token))
+    def run(shaped):
+        for path in POST_ROUTES:
+            # Always the first page's session, so a sign-out does not drop the CSRF token.
+            response = requests.post(live_server.base_url + path, cookies={"session": cookie},
+                                     allow_redirects=False, timeout=HTTP_TIMEOUT,
+                                     **shaped.as_request())
+            sent.append(path)
+            judge(shaped, path, response.status_code, response.text)
+        assert not list(redis_client.scan_iter(match="signup:pending:*"))
+        assert len(user_rows(live_server.database)) == users
+        assert len(smtp_server.messages) == mails
+
+    run()
+    assert len(sent) >= HTTP_EXAMPLES * len(POST_ROUTES)
 
 
 # -- item 8: control characters in passwords -------------------------------------------------
@@ -238,9 +277,12 @@ def test_control_characters_in_passwords_are_refused_next_to_the_field(world, pa
     assert_control_refused(response, ["password"])
     response = visitor.post_form(world.link, {"password": password})
     assert_control_refused(response, ["password"])
+    # The signing-up browser's link page has no password field, unless it must show an error.
+    response = world.signer.post_form(world.link, {"password": password})
+    assert_control_refused(response, ["password"])
     response = visitor.post_form("/login", {"email": world.user_address, "password": password})
     assert_control_refused(response, ["password"])
-    assert_nothing_changed(world, before)
+    assert_nothing_changed(world, before, visitor)
 
 
 def test_control_character_message_is_translated(world):
