@@ -102,11 +102,13 @@ def register_commands(app: Flask) -> None:
 
 
 def register_hooks(app: Flask) -> None:
-    """Signed-in session checks, security headers, request timing, and client IP and scheme
-    from trusted proxies only."""
+    """Submissions whose fields are not all text refused, signed-in session checks, security
+    headers, request timing, and client IP and scheme from trusted proxies only."""
     from . import accounts
+    from .forms import init_app as init_forms
     from .headers import init_app
 
+    init_forms(app)
     accounts.init_app(app)
     init_app(app)
     from .metrics import init_app as init_metrics

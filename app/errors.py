@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import metrics
+from .forms import NotFormText
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,13 @@ def handle_csrf(exc: CSRFError):
                                "reload the page and try again."))
 
 
+def handle_not_form_text(exc: NotFormText):
+    """A file part or a non-text JSON value where a form field was expected: nothing was stored."""
+    return render_error(400, _("Every field of this form must be text typed into the page (not "
+                               "a file or another kind of value). Please go back and send the "
+                               "form again."))
+
+
 def handle_unexpected(exc: Exception):
     """Log the failure without request data, and show a page in words."""
     if isinstance(exc, HTTPException):
@@ -109,6 +117,7 @@ def handle_unexpected(exc: Exception):
 def init_app(app) -> None:
     """Register the handlers."""
     app.register_error_handler(CSRFError, handle_csrf)
+    app.register_error_handler(NotFormText, handle_not_form_text)
     app.register_error_handler(HTTPException, handle_http)
     app.register_error_handler(InternalServerError, handle_http)
     app.register_error_handler(Exception, handle_unexpected)

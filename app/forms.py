@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import current_app, request
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.form import SUBMIT_METHODS
+from werkzeug.exceptions import BadRequest
 from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
+from wtforms.validators import (DataRequired, EqualTo, Length, Optional, StopValidation,
+                                ValidationError)
 from wtforms.widgets import Input, PasswordInput
 
 from .pages import page_cache
-from .security import has_forbidden_characters, normalise_code
+from .security import has_control_characters, has_forbidden_characters, normalise_code
 
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
@@ -34,6 +39,61 @@ class Form(FlaskForm):
             def generate_csrf_token(self, csrf_token_field):
                 """This request's token (one per request, as Flask-WTF's own)."""
                 return page_cache().csrf_token()
+
+
+# A lone surrogate: JSON can carry one ("\\ud800"), but it is no character and cannot be
+# encoded to store, hash or mail, so a field holding one is not text.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class NotFormText(BadRequest):
+    """A submitted body whose fields are not all text: a file part, or JSON that is not an
+    object of strings."""
+
+
+def is_text(value) -> bool:
+    """True for a string that is Unicode text (what a form field typed into a page holds)."""
+    return isinstance(value, str) and LONE_SURROGATE.search(value) is None
+
+
+def refuse_fields_that_are_not_text() -> None:
+    """Refuse a submitted body unless every field in it is text; runs before every view.
+
+    Flask-WTF fills forms from `request.files` as well as `request.form`, and from
+    `request.get_json()` when the body is JSON (with the CSRF token in a header): a file part,
+    a number, a list or a JSON body that is not an object reached the fields and validators,
+    which expect strings. One check here covers every form on every route, before a view or
+    its rate limit runs. A JSON object of strings is still accepted, as Flask-WTF documents.
+    """
+    if request.method not in SUBMIT_METHODS or request.url_rule is None:
+        return  # not a submission, or no route (404/405 pages answer it)
+    if request.files:
+        raise NotFormText()
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not all(map(is_text, body.values())):
+            raise NotFormText()
+
+
+def init_app(app) -> None:
+    """Check every submission's fields before its view sees them."""
+    app.before_request(refuse_fields_that_are_not_text)
+
+
+class NoControlCharacters:
+    """Refuse a password holding control characters (Unicode category Cc).
+
+    NUL, tabs, line breaks, DEL and the C1 controls cannot be typed into a password input, and
+    NUL in particular is cut short by C libraries and drivers. Format characters (Cf) are
+    allowed: a zero-width joiner is part of many emoji and a zero-width non-joiner is needed
+    to spell Persian or Hindi words, and a password is only ever hashed, never shown.
+    Put first, so an all-whitespace value of controls is not taken for an empty field.
+    """
+
+    def __call__(self, form, field):
+        if isinstance(field.data, str) and has_control_characters(field.data):
+            raise StopValidation(_l("A password can't contain control characters (such as "
+                                    "NUL, a tab or a line break)."))
 
 
 def normalise_email(raw: str) -> str:
@@ -99,13 +159,13 @@ def password_problem_message(problem: str, min_length: int) -> str:
 
 def new_password_validators():
     """Required and at most 128 characters: a new password's field checks (signup, change)."""
-    return [DataRequired(_l("Choose a password.")),
+    return [NoControlCharacters(), DataRequired(_l("Choose a password.")),
             Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))]
 
 
 def confirm_validators():
     """Required and equal to the `password` field."""
-    return [DataRequired(_l("Type the password again.")),
+    return [NoControlCharacters(), DataRequired(_l("Type the password again.")),
             EqualTo("password", message=_l("The two passwords are not the same."))]
 
 
@@ -148,7 +208,8 @@ class VerifyForm(Form):
     email = EmailField(_l("Email address"))
     code = StringField(_l("Verification code"))
     password = PasswordField(_l("Password chosen at signup"), validators=[
-        Optional(), Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
+        NoControlCharacters(), Optional(),
+        Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
     def validate_code(self, field):
         """Exactly 6 ASCII digits once spaces and dashes are removed."""
@@ -162,7 +223,8 @@ class LinkForm(Form):
     """The confirm button of the emailed link, with the password for another browser."""
 
     password = PasswordField(_l("Password chosen at signup"), validators=[
-        Optional(), Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
+        NoControlCharacters(), Optional(),
+        Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
 class ResendForm(Form):
@@ -176,14 +238,14 @@ class LoginForm(Form):
 
     email = EmailField(_l("Email address"))
     password = PasswordField(_l("Password"), validators=[
-        DataRequired(_l("Enter your password.")),
+        NoControlCharacters(), DataRequired(_l("Enter your password.")),
         Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
 def current_password_field(label, element_id: str):
     """The signed-in person's password, asked again before a change (`id` unique on /account)."""
     return PasswordField(label, id=element_id, validators=[
-        DataRequired(_l("Enter your current password.")),
+        NoControlCharacters(), DataRequired(_l("Enter your current password.")),
         Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
