@@ -343,7 +343,8 @@ def test_form_post_without_valid_csrf_token_changes_nothing(make_app, smtp, form
 
 # -- 4. production start-up -------------------------------------------------------------------
 PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": PROD_SECRET, "APP_BASE_URL": BASE_URL,
-              "MAIL_DEFAULT_SENDER": "noreply@signup.example.org", "SECRET_KEY_FALLBACKS": []}
+              "MAIL_DEFAULT_SENDER": "noreply@signup.example.org", "SECRET_KEY_FALLBACKS": [],
+              "HEALTH_TOKEN": "Hq7-operator-token-Zk2m9Xw4Lp8Rt3Vb6Nc1"}
 
 
 @pytest.mark.parametrize("changes, variable", [
@@ -352,9 +353,13 @@ PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": PROD_SECRET, "APP_BASE_URL"
     ({"SECRET_KEY": "short-secret"}, "SECRET_KEY"),
     ({"SECRET_KEY": "dev" + PROD_SECRET}, "SECRET_KEY"),
     ({"APP_BASE_URL": None}, "APP_BASE_URL"),
-], ids=["no-key", "empty-key", "short-key", "dev-key", "no-base-url"])
+    ({"HEALTH_TOKEN": None}, "HEALTH_TOKEN"),
+    ({"MAIL_SERVER": None}, "MAIL_SERVER"),
+], ids=["no-key", "empty-key", "short-key", "dev-key", "no-base-url", "no-health-token",
+        "no-mail-server"])
 def test_production_refuses_to_start(make_app, changes, variable):
-    """APP_ENV=production without a proper SECRET_KEY or APP_BASE_URL: ConfigError naming it."""
+    """APP_ENV=production without a proper SECRET_KEY, APP_BASE_URL, HEALTH_TOKEN or MAIL_SERVER:
+    ConfigError naming it."""
     with pytest.raises(ConfigError) as raised:
         make_app(**{**PRODUCTION, **changes})
     assert raised.value.variable == variable

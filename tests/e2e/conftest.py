@@ -54,6 +54,8 @@ class GunicornServer:
             "MAIL_PORT": str(smtp_port),
             "SECRET_KEY": secrets.token_urlsafe(48),
             "APP_BASE_URL": self.base_url,
+            # As `make run` exports it: where links point when APP_BASE_URL is unset.
+            "PORT": str(self.port),
             "RESEND_COOLDOWN_SECONDS": "0",
             "RESEND_MAX_PER_HOUR": "1000",
             "RATELIMIT_ENABLED": "off",
@@ -216,6 +218,14 @@ def three_worker_server(tmp_path_factory, redis_server, smtp_server):
     yield from start_gunicorn(tmp_path_factory, redis_server, smtp_server, "gunicorn-three",
                               db=2, workers=3, access_log_format=PID_ACCESS_LOG_FORMAT,
                               extra_args=PAUSE_SAFE_ARGS)
+
+
+@pytest.fixture(scope="module")
+def proxied_server(tmp_path_factory, redis_server, smtp_server):
+    """The app under gunicorn without APP_BASE_URL, trusting one proxy (TRUSTED_PROXIES=1)."""
+    yield from start_gunicorn(tmp_path_factory, redis_server, smtp_server, "gunicorn-proxied",
+                              db=3, workers=1,
+                              extra_env={"APP_BASE_URL": "", "TRUSTED_PROXIES": "1"})
 
 
 class Browser:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ..helpers import text_of
+from ..helpers import html_of, text_of
 from .conftest import (
     PASSWORD,
     Browser,
@@ -377,6 +377,49 @@ def test_three_workers_ten_registrations(three_worker_server, smtp_server):
     while len(served_by()) < len(chosen) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert served_by() == {step: {pid} for step, pid in chosen.items()}
+
+
+SPOOFED = "evil.example"
+URL_RE = re.compile(r"https?://[^\s\"'<>]+")
+
+
+def urls_in(message) -> list[str]:
+    """Every http(s) URL in an email, text and HTML parts."""
+    return URL_RE.findall(text_of(message)) + URL_RE.findall(html_of(message))
+
+
+@pytest.mark.parametrize("spoof", [
+    {"Host": SPOOFED},
+    {"X-Forwarded-Host": SPOOFED},
+    {"Host": SPOOFED, "X-Forwarded-Host": SPOOFED, "X-Forwarded-Proto": "https"},
+], ids=["host", "x-forwarded-host", "both"])
+def test_emailed_links_never_come_from_request_headers(proxied_server, smtp_server, spoof):
+    """No APP_BASE_URL, TRUSTED_PROXIES=1: with a spoofed Host / X-Forwarded-Host, the
+    verification link, the "existing account" sign-in and signup links and the "no signup
+    waiting" link all point at http://127.0.0.1:<PORT>, what `make run` serves."""
+    base = proxied_server.base_url  # http://127.0.0.1:<port>, the server's PORT
+    browser = Browser(base)
+    address = new_address("spoof")
+    assert_redirect(browser.signup(address, headers=spoof), "/verify")
+    verification = smtp_server.wait_for(address)
+    code, link = code_and_link(smtp_server, address)
+    # requests files cookies under the Host header's name: keep sending it.
+    assert_redirect(browser.verify(address, code, headers=spoof), "/account")
+
+    again = Browser(base)
+    assert_redirect(again.signup(address, headers=spoof), "/verify")
+    existing = smtp_server.wait_for(address, 2)
+    stranger = new_address("spoof-unknown")
+    assert_redirect(Browser(base).post_form("/resend", {"email": stranger}, headers=spoof),
+                    "/verify")
+    unknown = smtp_server.wait_for(stranger)
+
+    assert link.startswith(f"{base}/verify/")
+    assert f"{base}/login" in urls_in(existing) and f"{base}/signup" in urls_in(unknown)
+    for message in (verification, existing, unknown):
+        urls = urls_in(message)
+        assert urls and all(url.startswith(base + "/") for url in urls), urls
+        assert SPOOFED not in text_of(message) + html_of(message)
 
 
 def test_health_over_http(live_server, smtp_server):
