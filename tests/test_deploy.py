@@ -463,8 +463,9 @@ def test_dockerfile_command_and_health_check_work(tmp_path):
 def test_image_refuses_to_start_without_production_values(tmp_path, changes, named):
     """The image runs production: without HEALTH_TOKEN, without MAIL_SERVER (and no
     MAIL_LOG_ONLY), or with a weak SECRET_KEY, gunicorn stops with the variable named."""
-    result = subprocess.run(image_command(free_port()), cwd=ROOT, env=image_env(tmp_path, **changes),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(image_command(free_port()), cwd=ROOT,
+                            env=image_env(tmp_path, **changes), capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode != 0
     assert f"ConfigError: {named}: " in result.stdout + result.stderr
 
@@ -504,9 +505,9 @@ def test_prometheus_scrapes_production_metrics_with_the_token(tmp_path):
         config = local_prometheus_config(tmp_path, target=f"127.0.0.1:{app_port}")
         entry = prometheus_entry(yaml.safe_load(COMPOSE_FILE.read_text()), tmp_path, config,
                                  prometheus_port)
-        prometheus = subprocess.Popen(
-            ["sh", "-ec", entry], env={**os.environ, "HEALTH_TOKEN": COMPOSE_REQUIRED["HEALTH_TOKEN"]},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        token = {"HEALTH_TOKEN": COMPOSE_REQUIRED["HEALTH_TOKEN"]}
+        prometheus = subprocess.Popen(["sh", "-ec", entry], env={**os.environ, **token},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not (up := query('up{job="signup"}')):
             assert prometheus.poll() is None, "prometheus exited"
