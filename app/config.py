@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from limits import parse_many
 
-from .files import private_dirs
+from .files import private_dirs, private_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_PATH = PROJECT_ROOT / "instance"
@@ -24,7 +24,7 @@ DEV_SECRET_FILE = "secret_key"
 MIN_SECRET_LENGTH = 32  # bytes
 MIN_SECRET_DISTINCT = 10  # distinct characters
 DEFAULT_PORT = "5000"  # gunicorn.conf.py's and the Makefile's
-GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 class ConfigError(ValueError):
@@ -157,7 +157,8 @@ def weak_secret_reason(secret: str) -> str | None:
     The rule: at least MIN_SECRET_LENGTH bytes, at least MIN_SECRET_DISTINCT distinct
     characters, not a shorter run repeated (a string with a period of at most half its
     length: "ab" * 20, "changeme" * 5, "0123456789" * 4), and not the development prefix
-    "dev". `secrets.token_hex(32)` and `secrets.token_urlsafe(32)` pass.
+    "dev". `secrets.token_hex(32)` passes; so does `secrets.token_urlsafe(32)`, unless it
+    happens to begin with "dev" (1 in 262 144).
     """
     if len(secret.encode()) < MIN_SECRET_LENGTH:
         return f"shorter than {MIN_SECRET_LENGTH} bytes"
@@ -225,14 +226,9 @@ def _dev_secret(instance_path: Path) -> str:
     """Generate the development secret once and keep it, so workers and restarts share it."""
     private_dirs(instance_path)
     path = instance_path / DEV_SECRET_FILE
-    try:
-        # O_EXCL: when several gunicorn workers start together, exactly one writes the file.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
+    # Created exclusively: when several gunicorn workers start together, exactly one writes it.
+    if private_file(path):
+        path.write_text(secrets.token_urlsafe(48))
     for _ in range(50):
         value = path.read_text().strip()
         if value:

@@ -42,7 +42,7 @@ SPEC_METRICS = ("signup_started_total", "signup_emails_sent_total", "signup_emai
 HOST_DIRECTIVES = {"bind", "port", "daemonize", "supervised", "pidfile", "logfile", "dir"}
 EMAIL = "ada@example.com"
 # What compose refuses to start without (`${NAME:?message}`), each with a value for the tests.
-COMPOSE_REQUIRED = {"SECRET_KEY": secrets.token_urlsafe(32),
+COMPOSE_REQUIRED = {"SECRET_KEY": secrets.token_hex(32),
                     "APP_BASE_URL": "https://signup.example.com",
                     "HEALTH_TOKEN": secrets.token_hex(32),
                     "REDIS_PASSWORD": secrets.token_hex(32),
