@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
+from flask import request
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -492,6 +493,18 @@ def test_hsts_only_over_https(make_app, smtp):
         hsts = response.headers.get("Strict-Transport-Security", "")
         match = re.search(r"max-age=(\d+)", hsts)
         assert match and int(match.group(1)) >= 86400, (name, hsts)
+
+
+def test_trusted_proxy_never_sets_the_host(make_app):
+    """TRUSTED_PROXIES takes the client's IP and scheme from the proxy, never X-Forwarded-Host:
+    the host the app sees is the one the connection asked for."""
+    app = make_app(TRUSTED_PROXIES=1)
+    app.add_url_rule("/test-seen", "test_seen",
+                     lambda: f"{request.remote_addr} {request.scheme} {request.host}")
+    seen = app.test_client().get("/test-seen", headers={
+        "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example"})
+    assert seen.text == "203.0.113.7 https localhost"
 
 
 def test_hsts_from_forwarded_proto_only_with_trusted_proxy(make_app):
