@@ -53,17 +53,13 @@ def find_user(email: str) -> User | None:
 
 
 def link_for(token: str) -> str:
-    """The verification link, from APP_BASE_URL when set (always in production)."""
-    base = current_app.config.get("APP_BASE_URL")
-    if base:
-        return base + url_for("verify.link", token=token)
-    return url_for("verify.link", token=token, _external=True)
+    """The verification link, on APP_BASE_URL (never on a request header)."""
+    return current_app.config["APP_BASE_URL"] + url_for("verify.link", token=token)
 
 
 def _absolute(endpoint: str) -> str:
-    """An absolute URL for a page, from APP_BASE_URL when set."""
-    base = current_app.config.get("APP_BASE_URL")
-    return f"{base}{url_for(endpoint)}" if base else url_for(endpoint, _external=True)
+    """An absolute URL for a page, on APP_BASE_URL (never on a request header)."""
+    return current_app.config["APP_BASE_URL"] + url_for(endpoint)
 
 
 def _mail_context(email: str, code: str | None, token: str | None) -> dict:

@@ -17,6 +17,7 @@ from .backup import (BackupError, PartResult, backup_redis, backup_users_db, res
                      sqlite_path)
 from . import accounts
 from .extensions import db
+from .files import PRIVATE_DIR, private_dirs, private_file
 from .forms import normalise_email
 from .models import create_tables
 from .pending import PendingRegistration, StoreUnavailable, get_manager
@@ -207,10 +208,11 @@ def check_redis():
 def _new_backup_folder(directory: Path) -> Path:
     """DIRECTORY/signup-backup-<UTC time>/, never one that exists already."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    private_dirs(directory)
     for attempt in range(100):
         folder = directory / (f"signup-backup-{stamp}" + (f"-{attempt}" if attempt else ""))
         try:
-            folder.mkdir(parents=True)
+            folder.mkdir(mode=PRIVATE_DIR)
             return folder
         except FileExistsError:
             continue
@@ -271,6 +273,7 @@ def backup(directory, redis_url, no_redis, no_db, timeout):
         results.append(_backup_redis_part(config, redis_url, folder, timeout))
     manifest = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "version": __version__, "parts": {r.name: r.as_dict() for r in results}}
+    private_file(folder / "MANIFEST.json")
     (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     for result in results:
         label = "ok" if result.status == "ok" else result.status.upper()

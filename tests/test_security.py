@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
+from flask import request
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -345,7 +346,8 @@ def test_form_post_without_valid_csrf_token_changes_nothing(make_app, smtp, form
 
 # -- 4. production start-up -------------------------------------------------------------------
 PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": PROD_SECRET, "APP_BASE_URL": BASE_URL,
-              "MAIL_DEFAULT_SENDER": "noreply@signup.example.org", "SECRET_KEY_FALLBACKS": []}
+              "MAIL_DEFAULT_SENDER": "noreply@signup.example.org", "SECRET_KEY_FALLBACKS": [],
+              "HEALTH_TOKEN": "Hq7-operator-token-Zk2m9Xw4Lp8Rt3Vb6Nc1"}
 
 
 @pytest.mark.parametrize("changes, variable", [
@@ -354,9 +356,13 @@ PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": PROD_SECRET, "APP_BASE_URL"
     ({"SECRET_KEY": "short-secret"}, "SECRET_KEY"),
     ({"SECRET_KEY": "dev" + PROD_SECRET}, "SECRET_KEY"),
     ({"APP_BASE_URL": None}, "APP_BASE_URL"),
-], ids=["no-key", "empty-key", "short-key", "dev-key", "no-base-url"])
+    ({"HEALTH_TOKEN": None}, "HEALTH_TOKEN"),
+    ({"MAIL_SERVER": None}, "MAIL_SERVER"),
+], ids=["no-key", "empty-key", "short-key", "dev-key", "no-base-url", "no-health-token",
+        "no-mail-server"])
 def test_production_refuses_to_start(make_app, changes, variable):
-    """APP_ENV=production without a proper SECRET_KEY or APP_BASE_URL: ConfigError naming it."""
+    """APP_ENV=production without a proper SECRET_KEY, APP_BASE_URL, HEALTH_TOKEN or MAIL_SERVER:
+    ConfigError naming it."""
     with pytest.raises(ConfigError) as raised:
         make_app(**{**PRODUCTION, **changes})
     assert raised.value.variable == variable
@@ -489,6 +495,18 @@ def test_hsts_only_over_https(make_app, smtp):
         hsts = response.headers.get("Strict-Transport-Security", "")
         match = re.search(r"max-age=(\d+)", hsts)
         assert match and int(match.group(1)) >= 86400, (name, hsts)
+
+
+def test_trusted_proxy_never_sets_the_host(make_app):
+    """TRUSTED_PROXIES takes the client's IP and scheme from the proxy, never X-Forwarded-Host:
+    the host the app sees is the one the connection asked for."""
+    app = make_app(TRUSTED_PROXIES=1)
+    app.add_url_rule("/test-seen", "test_seen",
+                     lambda: f"{request.remote_addr} {request.scheme} {request.host}")
+    seen = app.test_client().get("/test-seen", headers={
+        "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example"})
+    assert seen.text == "203.0.113.7 https localhost"
 
 
 def test_hsts_from_forwarded_proto_only_with_trusted_proxy(make_app):
