@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 
 from .base import PendingStore
-from .model import CodeCheck, PendingRegistration, ResendResult
+from .model import CodeCheck, ResendResult
 
 OP_MEMORY_SECONDS = 120
 
