@@ -2,7 +2,10 @@
 # Built by docker-compose.yml (`docker compose up -d --build`); see docs/operations.md.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
+# APP_ENV=production: the image refuses to start without a strong SECRET_KEY, APP_BASE_URL,
+# HEALTH_TOKEN and MAIL_SERVER (or MAIL_LOG_ONLY=on); see docs/operations.md.
+ENV APP_ENV=production \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -7,7 +7,7 @@ import logging
 
 from flask import Flask
 
-from . import i18n, pages
+from . import files, i18n, pages
 from . import mail as mail_module
 from . import models, pending
 from .config import INSTANCE_PATH, PROJECT_ROOT, load_config
@@ -67,6 +67,7 @@ def register_extensions(app: Flask) -> None:
         time_cost=app.config["ARGON2_TIME_COST"], memory_cost=app.config["ARGON2_MEMORY_COST"],
         parallelism=app.config["ARGON2_PARALLELISM"],
         min_length=app.config["PASSWORD_MIN_LENGTH"])
+    files.private_sqlite(app.config["SQLALCHEMY_DATABASE_URI"])
     models.init_app(app)
     mail_module.init_app(app)
     pending.init_app(app, app.config.get("PENDING_MANAGER"))
@@ -102,11 +103,13 @@ def register_commands(app: Flask) -> None:
 
 
 def register_hooks(app: Flask) -> None:
-    """Signed-in session checks, security headers, request timing, and client IP and scheme
-    from trusted proxies only."""
+    """Submissions whose fields are not all text refused, signed-in session checks, security
+    headers, request timing, and client IP and scheme from trusted proxies only."""
     from . import accounts
+    from .forms import init_app as init_forms
     from .headers import init_app
 
+    init_forms(app)
     accounts.init_app(app)
     init_app(app)
     from .metrics import init_app as init_metrics
@@ -116,4 +119,6 @@ def register_hooks(app: Flask) -> None:
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # Never X-Forwarded-Host: nothing is built from the host (emailed links come from
+        # APP_BASE_URL), and a header is not where the site's own name comes from.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request, session, url_for
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import metrics
@@ -71,18 +71,13 @@ def find_user(email: str) -> User | None:
 
 
 def link_for(token: str) -> str:
-    """The verification link, from APP_BASE_URL when set (always in production)."""
-    base = current_app.config.get("APP_BASE_URL")
-    if base:
-        return base + url_for("verify.link", token=token)
-    return url_for("verify.link", token=token, _external=True)
+    """The verification link, on APP_BASE_URL (never on a request header)."""
+    return current_app.config["APP_BASE_URL"] + url_for("verify.link", token=token)
 
 
 def _absolute(endpoint: str, **values) -> str:
-    """An absolute URL for a page, from APP_BASE_URL when set."""
-    base = current_app.config.get("APP_BASE_URL")
-    return (f"{base}{url_for(endpoint, **values)}" if base
-            else url_for(endpoint, _external=True, **values))
+    """An absolute URL for a page, on APP_BASE_URL (never on a request header)."""
+    return current_app.config["APP_BASE_URL"] + url_for(endpoint, **values)
 
 
 def _mail_context(email: str, code: str | None, token: str | None) -> dict:
@@ -104,6 +99,8 @@ def signup(email: str, password: str, name: str, locale: str,
 
     A verified address gets a "you already have an account" email instead, and nothing is
     stored. The password is hashed in every branch so the time taken does not tell them apart.
+    Over the address's email allowance nothing is sent and nothing changes (the answer says
+    when to ask again): a registration already pending keeps its code and link.
     """
     password_hash = passwords().hash(password)
     metrics.STARTED.inc()
@@ -220,17 +217,31 @@ def completion_check(signup_email: str | None, password: str | None,
 
 
 def verify_code(email: str, code: str, *, signup_email=None, password=None, browser_key=None):
-    """Verify by code; another browser than the signing-up one must give the password too."""
+    """Verify by code; another browser than the signing-up one must give the password too.
+
+    A right code with a wrong password is refused like a wrong code (wrong_password, counted
+    and answered alike): nothing may confirm a code to someone without the password.
+    """
     result = get_manager().verify_and_remove(
         email, code, promote, check=completion_check(signup_email, password, browser_key))
+    if password and result.status not in ("verified", "wrong_password"):
+        # The password is hashed only once a code is right: hash it for a refused code too,
+        # so the time taken does not tell a right code from a wrong one either.
+        passwords().verify(None, password)
     metrics.record_check(result.status, "code")
     return result
 
 
 def verify_link(token: str, *, signup_email=None, password=None, browser_key=None):
-    """Verify by link token, with the same claim/promote/delete sequence as a code."""
+    """Verify by link token, with the same claim/promote/delete sequence as a code.
+
+    A browser that gives the password (not the signing-up one) is held to the address's
+    REGISTRATION_MAX_ATTEMPTS: its wrong passwords count, and once they are spent it is
+    refused ("locked") like code entry. The signing-up browser gives none and is not.
+    """
     result = get_manager().verify_link_and_remove(
-        token, promote, check=completion_check(signup_email, password, browser_key))
+        token, promote, check=completion_check(signup_email, password, browser_key),
+        with_password=bool(password))
     metrics.record_check(result.status, "link")
     return result
 
@@ -386,11 +397,12 @@ def _since(user: User) -> int:
 
 
 def _fresh_session() -> None:
-    """Empty the session, keeping only the language the person chose."""
+    """Empty the session (signed out), keeping only the language the person chose."""
     lang = session.get("lang")
     session.clear()
     if lang:
         session["lang"] = lang
+    g.user = None
 
 
 def sign_in(user: User) -> None:
@@ -432,8 +444,8 @@ def check_session() -> None:
     if (user is None or session.get(SESSION_VERSION) != user.session_version
             or session.get(SESSION_SINCE) != _since(user)):
         _fresh_session()
-        return
-    g.user = user
+    else:
+        g.user = user
 
 
 def end_sessions(user: User) -> None:
@@ -446,11 +458,12 @@ def end_sessions(user: User) -> None:
     db.session.refresh(user)
 
 
-def _bump_version(user_id: int) -> None:
-    """Add one to the user's session version, in the database (no read-modify-write race)."""
+def _bump_version(user_id: int, **values) -> None:
+    """Add one to the user's session version (in SQL: no read-modify-write race), storing
+    `values` in the same UPDATE; raises DatabaseUnavailable when that cannot be done."""
     try:
         db.session.execute(update(User).where(User.id == user_id)
-                           .values(session_version=User.session_version + 1))
+                           .values(session_version=User.session_version + 1, **values))
         db.session.commit()
     except SQLAlchemyError as exc:
         db.session.rollback()
@@ -462,15 +475,59 @@ def set_password(user: User, password: str) -> None:
 
     Raises DatabaseUnavailable when it cannot be stored (nothing changed then).
     """
-    password_hash = passwords().hash(password)
+    _bump_version(user.id, password_hash=passwords().hash(password))
+    db.session.refresh(user)
+
+
+def verify_password(user: User, password: str) -> bool:
+    """True when `password` is the user's: the check before a change on the account page."""
+    return passwords().verify(user.password_hash, password)
+
+
+def change_password(user: User, current_password: str, new_password: str, locale: str) -> bool:
+    """Change the signed-in user's password; False (nothing changed) when `current` is wrong.
+
+    Every other session ends; this browser stays signed in, with the new version. The owner
+    gets a "your password was changed" email. It is a security notice, so the email allowance
+    does not hold it back (it cannot be used to flood an address: only the signed-in owner,
+    with the password, reaches it, within the per-IP limit).
+    """
+    if not verify_password(user, current_password):
+        return False
+    set_password(user, new_password)
+    sign_in(user)
+    send_email("password_changed", user.email, locale, **_mail_context(user.email, None, None))
+    return True
+
+
+def delete_account(user: User, password: str, locale: str) -> bool:
+    """Delete the signed-in user's account; False (nothing changed) when `password` is wrong.
+
+    Every session ends, this browser's included, and the owner gets a goodbye email.
+    """
+    if not verify_password(user, password):
+        return False
+    remove_user(user, locale)
+    _fresh_session()
+    return True
+
+
+def remove_user(user: User, locale: str = "en") -> None:
+    """Delete the users row (every session of it ends) and send the goodbye email.
+
+    The address is then free: it can sign up again like a new one. Raises DatabaseUnavailable
+    when the row could not be deleted (nothing changed, nothing sent).
+    """
+    user_id, email = user.id, user.email  # the object cannot be read once its row is gone
     try:
-        db.session.execute(update(User).where(User.id == user.id).values(
-            password_hash=password_hash, session_version=User.session_version + 1))
+        db.session.execute(delete(User).where(User.id == user_id))
         db.session.commit()
-        db.session.refresh(user)
     except SQLAlchemyError as exc:
         db.session.rollback()
         raise DatabaseUnavailable(exc.__class__.__name__) from exc
+    metrics.ACCOUNTS_DELETED.inc()
+    log.info("account deleted (user id %d)", user_id)
+    send_email("account_deleted", email, locale, **_mail_context(email, None, None))
 
 
 def sign_out() -> None:
@@ -481,7 +538,6 @@ def sign_out() -> None:
     """
     user_id = session.get(SESSION_USER)
     _fresh_session()
-    g.user = None
     if isinstance(user_id, int):
         _bump_version(user_id)
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import redis
 from sqlalchemy.engine import make_url
 
+from .files import PRIVATE_DIR, private_dirs, private_file, private_tree, sqlite_file
+
 USERS_FILE = "users.db"
 REDIS_FOLDER = "redis"
 
@@ -42,22 +44,22 @@ class PartResult:
 
 def sqlite_path(database_url: str) -> Path:
     """The file of an SQLite DATABASE_URL; BackupError for any other database or in-memory."""
-    url = make_url(database_url)
-    backend = url.get_backend_name()
+    backend = make_url(database_url).get_backend_name()
     if backend != "sqlite":
         raise BackupError(
             f"{backend} databases are not backed up by this command: use the database's own "
             "tool, for PostgreSQL `pg_dump --format=custom --file=users.dump \"$DATABASE_URL\"` "
             "and `pg_restore --clean --if-exists --dbname=\"$DATABASE_URL\" users.dump` "
             "(docs/operations.md)")
-    database = url.database or ""
-    if database in ("", ":memory:") or url.query.get("mode") == "memory":
+    path = sqlite_file(database_url)
+    if path is None:
         raise BackupError("the users database is an in-memory SQLite database: nothing on disk")
-    return Path(database)
+    return path
 
 
 def _copy_sqlite(source: sqlite3.Connection, target: Path) -> int:
     """Copy an open database into `target` (a single file, rollback journal); return the users."""
+    private_file(target)
     destination = sqlite3.connect(target)
     try:
         # The online backup API copies a consistent snapshot while other connections write.
@@ -110,7 +112,8 @@ def restore_users_db(backup_file: Path, database_url: str) -> tuple[int, Path | 
                 _copy_sqlite_any(current, safety)
             finally:
                 current.close()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)
+        private_file(path)
         destination = sqlite3.connect(path)
         try:
             # Through SQLite, not a file copy: WAL files and open connections stay consistent.
@@ -126,6 +129,7 @@ def restore_users_db(backup_file: Path, database_url: str) -> tuple[int, Path | 
 
 def _copy_sqlite_any(source: sqlite3.Connection, target: Path) -> None:
     """Copy a database that may not be a valid users database (the one being replaced)."""
+    private_file(target)
     destination = sqlite3.connect(target)
     try:
         source.backup(destination)
@@ -213,12 +217,13 @@ def backup_redis(client, target_dir: Path, timeout: float = 300.0) -> PartResult
                           f"{rdb} is not the snapshot Redis just wrote (Redis runs on another "
                           "host?): run the backup on Redis' host")
     folder = target_dir / REDIS_FOLDER
-    folder.mkdir()
+    folder.mkdir(mode=PRIVATE_DIR)
     files = [Path(shutil.copy2(rdb, folder / rdb.name))]
     detail = f"snapshot {rdb.name} ({rdb.stat().st_size} bytes)"
     if settings.get("appendonly") == "yes":
         files.append(_copy_aof(client, data_dir, settings, folder))
         detail += f" and the AOF ({files[-1].name})"
+    private_tree(folder)  # copy2 and copytree keep Redis' own modes
     return PartResult("redis", "ok", f"{detail} from {data_dir}", files)
 
 

@@ -1,5 +1,5 @@
-"""`flask --app wsgi` commands: init-db, pending stats|cleanup|migrate, check-redis, backup,
-restore-db."""
+"""`flask --app wsgi` commands: init-db, pending stats|cleanup|migrate, users delete,
+check-redis, backup, restore-db."""
 
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ from flask.cli import AppGroup, with_appcontext
 
 from .backup import (BackupError, PartResult, backup_redis, backup_users_db, restore_users_db,
                      sqlite_path)
+from . import accounts
 from .extensions import db
+from .files import PRIVATE_DIR, private_dirs, private_file
+from .forms import normalise_email
 from .models import create_tables
 from .pending import PendingRegistration, StoreUnavailable, get_manager
 from .pending.manager import Limits, PendingRegistrationManager
+from .pending.redis_client import build_client, client_from_config
 from .security import Digester, new_code, new_link_token
 
 pending_cli = AppGroup("pending", help="Inspect and tidy pending registrations.")
+users_cli = AppGroup("users", help="Manage verified accounts.")
 
 
 @click.command("init-db")
@@ -77,20 +82,45 @@ def pending_migrate():
                    "index: stop every process of the earlier version, then run this again")
 
 
+@users_cli.command("delete")
+@click.argument("email")
+@click.option("--locale", default="en", show_default=True, type=click.Choice(["en", "tr"]),
+              help="Language of the goodbye email.")
+def users_delete(email, locale):
+    """Delete the account of EMAIL: its row, every session of it; a goodbye email is sent.
+
+    The address can sign up again afterwards. Exits 1 when no account uses it.
+    """
+    try:
+        address = normalise_email(email)
+    except ValueError:
+        raise click.ClickException(f"{email!r} is not a valid email address") from None
+    try:
+        user = accounts.find_user(address)
+        if user is None:
+            raise click.ClickException(f"no account uses {address}")
+        with current_app.test_request_context(base_url=current_app.config.get("APP_BASE_URL")
+                                              or None):
+            accounts.remove_user(user, locale)
+    except accounts.DatabaseUnavailable as exc:
+        raise click.ClickException(f"the users database is unavailable: {exc}") from None
+    click.echo(f"deleted the account of {address}; every session of it has ended")
+
+
 @click.command("check-redis")
 @with_appcontext
 def check_redis():
     """Run the eight connection checks against the configured Redis (keys under selftest:)."""
     config = current_app.config
-    if config["REDIS_URL"].startswith("memory:") and not config["REDIS_SENTINELS"]:
+    client = client_from_config(config)
+    if client is None:
         click.echo("REDIS_URL is memory://: there is no Redis to check.")
         sys.exit(1)
-    from .pending.redis_store import RedisStore, build_client
+    from .pending.redis_store import RedisStore
 
-    client = build_client(config["REDIS_URL"], timeout=config["REDIS_TIMEOUT"],
-                          sentinels=config["REDIS_SENTINELS"],
-                          sentinel_master=config["REDIS_SENTINEL_MASTER"])
-    prefix = config["REDIS_KEY_PREFIX"] + "selftest:"
+    # The hash tag puts every selftest key in one cluster slot, so each step's script may
+    # touch them together on a Redis Cluster too; the scan below still finds them by prefix.
+    prefix = config["REDIS_KEY_PREFIX"] + "selftest:{selftest}:"
     store = RedisStore(client, prefix=prefix)
     manager = PendingRegistrationManager(
         store, Digester(config["SECRET_KEY"]), Limits(pending_ttl=120, cooldown=0),
@@ -178,10 +208,11 @@ def check_redis():
 def _new_backup_folder(directory: Path) -> Path:
     """DIRECTORY/signup-backup-<UTC time>/, never one that exists already."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    private_dirs(directory)
     for attempt in range(100):
         folder = directory / (f"signup-backup-{stamp}" + (f"-{attempt}" if attempt else ""))
         try:
-            folder.mkdir(parents=True)
+            folder.mkdir(mode=PRIVATE_DIR)
             return folder
         except FileExistsError:
             continue
@@ -190,15 +221,17 @@ def _new_backup_folder(directory: Path) -> Path:
 
 def _backup_redis_part(config, redis_url, folder: Path, timeout: float) -> PartResult:
     """The Redis half of `backup`: the configured Redis, or the one --redis-url names."""
-    memory = config["REDIS_URL"].startswith("memory:") and not config["REDIS_SENTINELS"]
-    if memory and not redis_url:
+    if redis_url:
+        client = build_client(redis_url, timeout=config["REDIS_TIMEOUT"])
+    elif config["REDIS_CLUSTER_NODES"]:
+        return PartResult("redis", "skipped", "a Redis Cluster is backed up node by node: run "
+                                              "this with --no-db --redis-url redis://admin:"
+                                              "<password>@<master>:<port>/0 for each master")
+    else:
+        client = client_from_config(config)
+    if client is None:
         return PartResult("redis", "ok", "REDIS_URL is memory://: pending registrations live "
                                          "only in the running process, nothing to back up")
-    from .pending.redis_store import build_client
-
-    client = build_client(redis_url or config["REDIS_URL"], timeout=config["REDIS_TIMEOUT"],
-                          sentinels=None if redis_url else config["REDIS_SENTINELS"],
-                          sentinel_master=config["REDIS_SENTINEL_MASTER"])
     try:
         return backup_redis(client, folder, timeout)
     except BackupError as exc:
@@ -240,6 +273,7 @@ def backup(directory, redis_url, no_redis, no_db, timeout):
         results.append(_backup_redis_part(config, redis_url, folder, timeout))
     manifest = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "version": __version__, "parts": {r.name: r.as_dict() for r in results}}
+    private_file(folder / "MANIFEST.json")
     (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     for result in results:
         label = "ok" if result.status == "ok" else result.status.upper()
@@ -286,6 +320,7 @@ def init_app(app) -> None:
     """Register the commands."""
     app.cli.add_command(init_db)
     app.cli.add_command(pending_cli)
+    app.cli.add_command(users_cli)
     app.cli.add_command(check_redis)
     app.cli.add_command(backup)
     app.cli.add_command(restore_db)

@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import metrics
+from .forms import NotFormText
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,20 @@ def _retry_after_seconds() -> int:
     return max(1, int(current.reset_at - time.time()))
 
 
-def handle_rate_limited(exc: HTTPException):
-    """A rate limit: re-render the form with what was typed and when to try again (429)."""
+def rate_limited_answer() -> tuple[str, dict]:
+    """Count a request refused by a rate limit; the words and headers of its 429 answer."""
     metrics.RATE_LIMITED.labels(endpoint=request.endpoint or "unmatched").inc()
     wait = _retry_after_seconds()
-    headers = {"Retry-After": str(wait)}
+    message = ngettext(
+        "Too many attempts from your network. Please try again in %(num)d minute.",
+        "Too many attempts from your network. Please try again in %(num)d minutes.",
+        max(1, -(-wait // 60)))
+    return message, {"Retry-After": str(wait)}
+
+
+def handle_rate_limited(exc: HTTPException):
+    """A rate limit: re-render the form with what was typed and when to try again (429)."""
+    message, headers = rate_limited_answer()
     page = _form_pages().get(request.endpoint)
     if page is None:
         return render_error(429, headers=headers)
@@ -67,10 +77,7 @@ def handle_rate_limited(exc: HTTPException):
     for secret in ("password", "confirm", "code"):
         if hasattr(form, secret):
             getattr(form, secret).data = ""
-    form.form_errors.append(ngettext(
-        "Too many attempts from your network. Please try again in %(num)d minute.",
-        "Too many attempts from your network. Please try again in %(num)d minutes.",
-        max(1, -(-wait // 60))))
+    form.form_errors.append(message)
     return render_template(template, form=form, same_browser=True,
                            token=(request.view_args or {}).get("token")), 429, headers
 
@@ -94,6 +101,13 @@ def handle_csrf(exc: CSRFError):
                                "reload the page and try again."))
 
 
+def handle_not_form_text(exc: NotFormText):
+    """A file part or a non-text JSON value where a form field was expected: nothing was stored."""
+    return render_error(400, _("Every field of this form must be text typed into the page (not "
+                               "a file or another kind of value). Please go back and send the "
+                               "form again."))
+
+
 def handle_unexpected(exc: Exception):
     """Log the failure without request data, and show a page in words."""
     if isinstance(exc, HTTPException):
@@ -106,6 +120,7 @@ def handle_unexpected(exc: Exception):
 def init_app(app) -> None:
     """Register the handlers."""
     app.register_error_handler(CSRFError, handle_csrf)
+    app.register_error_handler(NotFormText, handle_not_form_text)
     app.register_error_handler(HTTPException, handle_http)
     app.register_error_handler(InternalServerError, handle_http)
     app.register_error_handler(Exception, handle_unexpected)

@@ -9,6 +9,8 @@ from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from .pending.redis_client import cluster_options
+
 # endpoint -> the config variable holding its limit. Only POSTs count (SPEC section 3).
 LIMITED_ENDPOINTS = {
     "signup.signup": "RATELIMIT_SIGNUP",
@@ -21,6 +23,10 @@ LIMITED_ENDPOINTS = {
     "password.forgot": "RATELIMIT_RESEND",
     "password.reset": "RATELIMIT_VERIFY",
     "password.reset_link": "RATELIMIT_VERIFY",
+    # The account page's forms check a password too: they draw on the sign-in allowance, so
+    # guesses spread over the three pages get no more tries than /login alone.
+    "account.change_password": "RATELIMIT_LOGIN",
+    "account.delete": "RATELIMIT_LOGIN",
 }
 # Flask-Limiter settings for limits on every request; none is set by this app (SPEC section 3).
 GLOBAL_LIMIT_SETTINGS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
@@ -29,6 +35,10 @@ GLOBAL_LIMIT_SETTINGS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMI
 def storage_uri(config) -> str:
     """The `limits` storage URL for the configured Redis (memory:// when there is none)."""
     url = config["REDIS_URL"]
+    if config["REDIS_CLUSTER_NODES"]:
+        # The `limits` library's RedisClusterStorage; TLS and credentials go in the options.
+        return "redis+cluster://" + ",".join(f"{host}:{port}"
+                                             for host, port in config["REDIS_CLUSTER_NODES"])
     if config["REDIS_SENTINELS"]:
         hosts = ",".join(f"{host}:{port}" for host, port in config["REDIS_SENTINELS"])
         return f"redis+sentinel://{hosts}/{config['REDIS_SENTINEL_MASTER']}"
@@ -40,8 +50,9 @@ def storage_uri(config) -> str:
 
 
 def storage_options(config) -> dict:
-    """Options for the `limits` storage: our key prefix, timeouts, and the Sentinel master's
-    credentials (REDIS_URL's user and password; the sentinels themselves are asked without)."""
+    """Options for the `limits` storage: our key prefix, timeouts, the Sentinel master's
+    credentials (REDIS_URL's user and password; the sentinels themselves are asked without),
+    and a cluster's credentials and TLS (REDIS_URL's, as the pending store uses them)."""
     if config["RATELIMIT_STORAGE_URI"].startswith("memory"):
         return {}
     options = {
@@ -49,7 +60,9 @@ def storage_options(config) -> dict:
         "socket_timeout": config["REDIS_TIMEOUT"],
         "socket_connect_timeout": config["REDIS_TIMEOUT"],
     }
-    if config["REDIS_SENTINELS"]:
+    if config["REDIS_CLUSTER_NODES"]:
+        options.update(cluster_options(config["REDIS_URL"]))
+    elif config["REDIS_SENTINELS"]:
         parts = urlsplit(config["REDIS_URL"])
         if parts.username:
             options["username"] = unquote(parts.username)

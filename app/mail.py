@@ -25,6 +25,7 @@ SUBJECTS = {
     "password_reset": lambda: _("Your password reset code"),
     "no_account": lambda: _("No account uses this address"),
     "password_changed": lambda: _("Your password was changed"),
+    "account_deleted": lambda: _("Your account was deleted"),
 }
 
 
@@ -72,6 +73,18 @@ class MailStatus:
         return {"status": self.status, "last_error": self.last_error}
 
 
+def error_summary(exc: Exception) -> str:
+    """The error class and SMTP code of a failed send ("SMTPRecipientsRefused 550").
+
+    Never the exception's text: a refused recipient's message holds the address, and server
+    replies can hold anything, while /health's detail is read by operators' tools.
+    """
+    code = getattr(exc, "smtp_code", None)
+    if code is None and isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+        code = next(iter(exc.recipients.values()))[0]
+    return exc.__class__.__name__ if code is None else f"{exc.__class__.__name__} {code}"
+
+
 def init_app(app) -> None:
     """Register the mail status and warn when emails only go to the log."""
     app.extensions["mail_status"] = MailStatus(app.config.get("MAIL_SERVER"))
@@ -99,7 +112,7 @@ def send_email(kind: str, to: str, locale: str = "en", **context) -> bool:
         with TimedConnection(app.extensions["mail"]) as connection:
             connection.send(message)
     except (smtplib.SMTPException, OSError, socket.timeout) as exc:
-        status.record(f"{exc.__class__.__name__}: {exc}"[:200])
+        status.record(error_summary(exc))
         log.warning("sending a %s email failed: %s", kind, exc.__class__.__name__)
         metrics.EMAILS_FAILED.labels(kind=kind).inc()
         return False

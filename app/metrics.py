@@ -34,6 +34,8 @@ LOGIN_FAILURES = Counter(
     "signup_login_failures_total",
     "Failed sign-ins, by reason: password (wrong address or password), throttled (refused: "
     "LOGIN_MAX_FAILURES reached for the address).", ["reason"])
+ACCOUNTS_DELETED = Counter("signup_accounts_deleted_total",
+                           "Accounts deleted (by their owner on /account, or by `users delete`).")
 RATE_LIMITED = Counter("signup_rate_limited_total", "Requests refused by a rate limit.",
                        ["endpoint"])
 # Each worker reports what it sees; "live" modes forget workers that have exited.

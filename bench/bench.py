@@ -332,7 +332,8 @@ def store_throughput(ctx, n: int = 3000, rounds: int = 10) -> dict:
     too, for information (the figure's target is on the manager's methods).
     """
     from app.pending.manager import Limits, PendingRegistrationManager
-    from app.pending.redis_store import RedisStore, build_client
+    from app.pending.redis_client import build_client
+    from app.pending.redis_store import RedisStore
     from app.security import Digester, new_code, new_link_token
 
     client = build_client(ctx.redis.url)
@@ -459,7 +460,8 @@ def stats_scale(ctx) -> dict:
     on both alike.
     """
     from app.pending.manager import Limits, PendingRegistrationManager
-    from app.pending.redis_store import RedisStore, build_client
+    from app.pending.redis_client import build_client
+    from app.pending.redis_store import RedisStore
     from app.security import Digester
 
     def filled(count, spread):
@@ -501,7 +503,8 @@ def redis_memory(ctx) -> dict:
     MEMORY USAGE split: one record, and the count hash shared by all of them. The email
     allowance keys a signup also takes live at most an hour and are not counted here.
     """
-    from app.pending.redis_store import RedisStore, build_client
+    from app.pending.redis_client import build_client
+    from app.pending.redis_store import RedisStore
 
     count = 100_000
     server = RedisServer().start()

@@ -10,6 +10,7 @@ from flask import request
 from app import create_app
 from app.config import TestConfig
 
+from .cluster import RedisClusterServers
 from .helpers import (PG_HOST, PG_PORT, Postgres, RedisServer, SmtpServer, code_from, csrf_token,
                       link_from, path_of, require)
 
@@ -24,6 +25,27 @@ def redis_server():
     server = RedisServer().start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_servers():
+    """A Redis Cluster of 3 masters + 3 replicas the tests start once (skipped, or failed in
+    CI, without redis-server and redis-cli)."""
+    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+        require("REQUIRE_REDIS", "redis-server and redis-cli are needed for a Redis Cluster")
+    cluster = RedisClusterServers()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_servers):
+    """The test cluster with every node running (restarted if a test killed one) and empty."""
+    redis_cluster_servers.heal()
+    redis_cluster_servers.flushall()
+    return redis_cluster_servers
 
 
 @pytest.fixture

@@ -80,11 +80,15 @@ class RedisServer:
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited (port taken?)")
             try:
-                if self.client().ping():
+                # The answer must come from our process, not from one that took the port first.
+                if self.client().info("server")["process_id"] == self.process.pid:
                     return self
             except redis.exceptions.RedisError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"redis-server on port {self.port} did not start")
 
     def client(self) -> redis.Redis:
@@ -107,6 +111,16 @@ class RedisServer:
     def cleanup(self) -> None:
         """Stop and remove the data directory."""
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def destroy(self) -> None:
+        """SIGKILL whatever still runs (never raising: teardown must end every server), then
+        remove the data directory."""
+        try:
+            self.kill()
+        except Exception:  # noqa: BLE001
+            if self.process:
+                self.process.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -239,16 +253,26 @@ class Postgres:
                             "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
         return len(rows)
 
-    def user_count(self, name: str, email: str) -> int:
-        """Rows of the users table with this address."""
+    def query(self, name: str, sql: str, params=()) -> list[tuple]:
+        """Rows of one query on database `name` (a connection of its own, closed after)."""
         import psycopg2
 
-        with psycopg2.connect(host=PG_HOST, port=PG_PORT, user=self.user, dbname=name) as conn:
-            with conn.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM users WHERE email = %s", (email,))
-                (count,) = cursor.fetchone()
-        conn.close()
+        connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=self.user, dbname=name)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    def user_count(self, name: str, email: str) -> int:
+        """Rows of the users table with this address."""
+        [(count,)] = self.query(name, "SELECT count(*) FROM users WHERE email = %s", (email,))
         return count
+
+    def user_emails(self, name: str) -> list[str]:
+        """The address of every row of the users table (twice if a row were duplicated)."""
+        return [email for (email,) in self.query(name, "SELECT email FROM users")]
 
     def drop_all(self) -> None:
         """Drop every database this object created."""

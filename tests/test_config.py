@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import base64
+import random
+import secrets
+
 import pytest
 
 import app.config as config_module
 from app.config import ConfigError, load_config, read_environment
 from tests.helpers import csrf_token
 
-GOOD_SECRET = "k" * 48
+GOOD_SECRET = "IsUv4Ym83xvgUhc_lrjzyKf6cb3vxR3xMaenpi2n9BI"  # secrets.token_urlsafe(32)
+HEALTH_TOKEN = "zG2LY_OX9Js8T2oXL2_8vgTJWNLiNtJbhRgfIt9r6M8"
 PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": GOOD_SECRET,
-              "APP_BASE_URL": "https://signup.example.com"}
+              "APP_BASE_URL": "https://signup.example.com", "HEALTH_TOKEN": HEALTH_TOKEN,
+              "MAIL_SERVER": "smtp.example.com", "MAIL_DEFAULT_SENDER": "noreply@example.com"}
+# Too little variety for a production secret, though 40 characters long.
+WEAK_SECRETS = {"one-character": "a" * 40, "ten-characters-repeated": "0123456789" * 4,
+                "word-repeated": "changeme" * 5, "pattern-and-a-bit": "abcdefghijkl" * 3 + "abc"}
 
 
 SPEC_DEFAULTS = {
     "APP_ENV": "development",
-    "APP_BASE_URL": None,
+    "APP_BASE_URL": "http://127.0.0.1:5000",  # what `make run` serves; never a request header
     "SECRET_KEY_FALLBACKS": [],
     "REDIS_URL": "redis://localhost:6379/0",
     "REDIS_SENTINELS": [],
     "REDIS_SENTINEL_MASTER": None,
+    "REDIS_CLUSTER_NODES": [],
     "REDIS_KEY_PREFIX": "signup:",
     "PENDING_FALLBACK": True,
     "MAIL_SERVER": None,
+    "MAIL_LOG_ONLY": False,
     "MAIL_PORT": 25,
     "MAIL_USE_TLS": False,
     "MAIL_USE_SSL": False,
@@ -121,10 +132,46 @@ def test_several_limits_take_either_separator(instance, value, make_app):
 
 
 @pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://h:6380/0",
-                                 "unix:///run/redis.sock", "memory://"])
+                                 "unix:///run/redis.sock", "memory://",
+                                 "redis+cluster://h1:7000,h2:7001",
+                                 "rediss+cluster://user:secret@h1:7000/0"])
 def test_known_redis_schemes_accepted(instance, url):
-    """redis://, rediss://, unix:// and memory:// are accepted."""
+    """redis://, rediss://, unix://, redis+cluster://, rediss+cluster:// and memory:// are
+    accepted."""
     assert load(instance, REDIS_URL=url)["REDIS_URL"] == url
+
+
+@pytest.mark.parametrize(("environ", "nodes"), [
+    ({"REDIS_CLUSTER_NODES": "c1:7000, c2:7001,c3:7002"},
+     [("c1", 7000), ("c2", 7001), ("c3", 7002)]),
+    ({"REDIS_URL": "redis+cluster://c1:7000,c2:7001"}, [("c1", 7000), ("c2", 7001)]),
+    ({"REDIS_URL": "rediss+cluster://app:p%40ss@c1:7000,c2:7001/0?ssl_cert_reqs=none"},
+     [("c1", 7000), ("c2", 7001)]),
+    ({"REDIS_URL": "rediss://app:secret@not-used:6379/0", "REDIS_CLUSTER_NODES": "c1:7000"},
+     [("c1", 7000)]),
+])
+def test_cluster_nodes_from_either_spelling(instance, environ, nodes):
+    """A cluster is named by REDIS_CLUSTER_NODES or by a redis+cluster:// REDIS_URL; either
+    way REDIS_CLUSTER_NODES then holds its nodes, and REDIS_URL is kept as given (its
+    credentials and TLS settings apply to every node)."""
+    config = load(instance, **environ)
+    assert config["REDIS_CLUSTER_NODES"] == nodes
+    assert config["REDIS_URL"] == environ.get("REDIS_URL", SPEC_DEFAULTS["REDIS_URL"])
+
+
+@pytest.mark.parametrize(("environ", "variable"), [
+    ({"REDIS_CLUSTER_NODES": "c1:7000", "REDIS_SENTINELS": "s1:26379",
+      "REDIS_SENTINEL_MASTER": "signup"}, "REDIS_CLUSTER_NODES"),
+    ({"REDIS_CLUSTER_NODES": "c1:7000", "REDIS_URL": "redis+cluster://c2:7000"},
+     "REDIS_CLUSTER_NODES"),
+    ({"REDIS_CLUSTER_NODES": "c1:7000", "REDIS_URL": "redis://h:6379/3"}, "REDIS_URL"),
+])
+def test_conflicting_cluster_settings_name_the_variable(instance, environ, variable):
+    """Sentinel and a cluster together, the nodes named twice, or a database other than 0 for
+    a cluster stop start-up naming the variable to change."""
+    with pytest.raises(ConfigError) as caught:
+        load(instance, **environ)
+    assert caught.value.variable == variable
 
 
 BAD_VALUES = [
@@ -151,6 +198,14 @@ BAD_VALUES = [
     ("RESET_TTL_SECONDS", "0"),
     ("LOGIN_MAX_FAILURES", "-1"),
     ("LOGIN_MAX_FAILURES", "ten"),
+    ("REDIS_CLUSTER_NODES", "node-without-port"),
+    ("REDIS_CLUSTER_NODES", "c1:7000,c2:port"),
+    ("REDIS_URL", "redis+cluster://"),
+    ("REDIS_URL", "redis+cluster://c1:7000,c2"),
+    ("REDIS_URL", "rediss+cluster://c1:7000/2"),
+    ("REDIS_URL", "redis+sentinel://s1:26379"),
+    ("MAIL_LOG_ONLY", "sometimes"),
+    ("PORT", "http"),
 ]
 
 
@@ -178,8 +233,17 @@ def test_booleans_accept_every_spelling(instance, word, expected):
         assert config[name] is expected
 
 
+def test_links_default_to_what_make_run_serves(instance):
+    """Without APP_BASE_URL, links are on http://127.0.0.1:<PORT> (PORT as gunicorn reads it)."""
+    assert load(instance, PORT="8000")["APP_BASE_URL"] == "http://127.0.0.1:8000"
+    assert load(instance)["APP_BASE_URL"] == "http://127.0.0.1:5000"
+    given = load(instance, PORT="8000", APP_BASE_URL="https://signup.example.com")
+    assert given["APP_BASE_URL"] == "https://signup.example.com"
+
+
 def test_production_with_proper_settings_starts(instance):
-    """Production with a long SECRET_KEY and APP_BASE_URL loads, with secure cookies."""
+    """Production with a strong SECRET_KEY, APP_BASE_URL, HEALTH_TOKEN and MAIL_SERVER loads,
+    with secure cookies."""
     config = load(instance, **PRODUCTION)
     assert config["APP_ENV"] == "production"
     assert config["SECRET_KEY"] == GOOD_SECRET
@@ -194,15 +258,75 @@ def test_production_with_proper_settings_starts(instance):
     ({"SECRET_KEY": "short-secret"}, "SECRET_KEY"),
     ({"APP_BASE_URL": None}, "APP_BASE_URL"),
     ({"APP_BASE_URL": ""}, "APP_BASE_URL"),
-], ids=["no-secret", "empty-secret", "short-secret", "no-base-url", "empty-base-url"])
+    ({"HEALTH_TOKEN": None}, "HEALTH_TOKEN"),
+    ({"HEALTH_TOKEN": ""}, "HEALTH_TOKEN"),
+    ({"HEALTH_TOKEN": "token"}, "HEALTH_TOKEN"),
+    ({"HEALTH_TOKEN": "changeme" * 5}, "HEALTH_TOKEN"),
+    ({"MAIL_SERVER": None}, "MAIL_SERVER"),
+    ({"MAIL_SERVER": ""}, "MAIL_SERVER"),
+    ({"MAIL_SERVER": None, "MAIL_LOG_ONLY": "off"}, "MAIL_SERVER"),
+    *[({"SECRET_KEY": weak}, "SECRET_KEY") for weak in WEAK_SECRETS.values()],
+    *[({"SECRET_KEY_FALLBACKS": f"{secrets.token_hex(32)},{weak}"}, "SECRET_KEY_FALLBACKS")
+      for weak in WEAK_SECRETS.values()],
+], ids=["no-secret", "empty-secret", "short-secret", "no-base-url", "empty-base-url",
+        "no-health-token", "empty-health-token", "short-health-token", "repeated-health-token",
+        "no-mail-server", "empty-mail-server", "mail-log-only-off",
+        *[f"secret-{name}" for name in WEAK_SECRETS],
+        *[f"fallback-{name}" for name in WEAK_SECRETS]])
 def test_production_refuses_missing_settings(instance, changes, variable):
-    """Production without a proper SECRET_KEY or without APP_BASE_URL is refused."""
+    """Production without a strong SECRET_KEY (and fallbacks), APP_BASE_URL, HEALTH_TOKEN or
+    MAIL_SERVER is refused with a message naming the variable."""
     environ = {**PRODUCTION, **changes}
     environ = {k: v for k, v in environ.items() if v is not None}
     with pytest.raises(ConfigError) as caught:
         load(instance, **environ)
     assert caught.value.variable == variable
     assert variable in str(caught.value)
+
+
+def seeded_token_hex(rng: random.Random) -> str:
+    """secrets.token_hex(32), from a seeded generator (the same run every time)."""
+    return rng.randbytes(32).hex()
+
+
+def seeded_token_urlsafe(rng: random.Random) -> str:
+    """secrets.token_urlsafe(32), as `secrets` builds it, from a seeded generator; one that
+    begins with "dev" (1 in 262 144, refused as a development value) is drawn again."""
+    while True:
+        token = base64.urlsafe_b64encode(rng.randbytes(32)).rstrip(b"=").decode()
+        if not token.startswith("dev"):
+            return token
+
+
+@pytest.mark.parametrize("make", [seeded_token_hex, seeded_token_urlsafe],
+                         ids=["token_hex", "token_urlsafe"])
+def test_production_accepts_generated_secrets(instance, make):
+    """Keys shaped as secrets.token_hex(32) and token_urlsafe(32) give them pass the rule: 200
+    of each kind as SECRET_KEY, as a fallback and as HEALTH_TOKEN."""
+    rng = random.Random(11)
+    for _ in range(200):
+        key, old, token = make(rng), make(rng), make(rng)
+        config = load(instance, **{**PRODUCTION, "SECRET_KEY": key, "HEALTH_TOKEN": token,
+                                   "SECRET_KEY_FALLBACKS": old})
+        assert (config["SECRET_KEY"], config["SECRET_KEY_FALLBACKS"]) == (key, [old])
+
+
+def test_production_mail_log_only_is_an_explicit_choice(instance):
+    """MAIL_LOG_ONLY=on lets production start without MAIL_SERVER (emails to the log); with a
+    MAIL_SERVER as well it is a contradiction, refused in any mode."""
+    environ = {k: v for k, v in PRODUCTION.items() if k != "MAIL_SERVER"}
+    config = load(instance, **environ, MAIL_LOG_ONLY="on")
+    assert config["MAIL_LOG_ONLY"] is True and config["MAIL_SERVER"] is None
+    for mode in (PRODUCTION, {}):
+        with pytest.raises(ConfigError) as caught:
+            load(instance, **{**mode, "MAIL_SERVER": "smtp.example.com", "MAIL_LOG_ONLY": "on"})
+        assert caught.value.variable == "MAIL_LOG_ONLY"
+
+
+def test_development_needs_neither_token_nor_mail_server(instance):
+    """`make run` stays open: no HEALTH_TOKEN, no MAIL_SERVER, a generated secret."""
+    config = load(instance)
+    assert config["HEALTH_TOKEN"] is None and config["MAIL_SERVER"] is None
 
 
 def test_production_ignores_dev_secret_file(instance):

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 import yaml
 
 from .conftest import PASSWORD, SignupActions
@@ -35,11 +37,20 @@ SPEC_METRICS = ("signup_started_total", "signup_emails_sent_total", "signup_emai
                 "signup_resends_total", "signup_rate_limited_total",
                 "signup_pending_registrations", "signup_fallback_active",
                 "signup_request_duration_seconds", "signup_password_resets_total",
-                "signup_login_failures_total")
+                "signup_login_failures_total", "signup_accounts_deleted_total")
 # Directives of deploy/redis.conf that name the host's paths or service manager: the tests run
 # the file on a free port in a temporary folder, in the foreground.
 HOST_DIRECTIVES = {"bind", "port", "daemonize", "supervised", "pidfile", "logfile", "dir"}
 EMAIL = "ada@example.com"
+# What compose refuses to start without (`${NAME:?message}`), each with a value for the tests.
+COMPOSE_REQUIRED = {"SECRET_KEY": secrets.token_hex(32),
+                    "APP_BASE_URL": "https://signup.example.com",
+                    "HEALTH_TOKEN": secrets.token_hex(32),
+                    "REDIS_PASSWORD": secrets.token_hex(32),
+                    "REDIS_ADMIN_PASSWORD": secrets.token_hex(32),
+                    "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(16)}
+# Where deploy/prometheus.yml reads the token, and docker-compose.yml's Prometheus writes it.
+PROMETHEUS_TOKEN_FILE = "/prometheus/health_token"
 
 
 def need_redis_server():
@@ -161,6 +172,30 @@ def test_compose_web_service(compose):
     assert any(str(volume).endswith(":/app/instance") for volume in web["volumes"])
 
 
+def test_compose_web_scales_behind_haproxy(compose):
+    """`--scale web=2`: web publishes no host port; haproxy (deploy/haproxy.cfg) serves the site
+    and finds every web container on the compose network."""
+    web, haproxy = compose["services"]["web"], compose["services"]["haproxy"]
+    assert "ports" not in web and "container_name" not in web
+    assert [str(port) for port in web["expose"]] == ["8000"]
+    assert re.fullmatch(r"haproxy:2(\.\d+){0,2}(-alpine)?", haproxy["image"]), haproxy["image"]
+    assert haproxy["volumes"] == ["./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+    assert haproxy["ports"] == ["${WEB_PUBLISH:-127.0.0.1:8000}:8080"]
+    assert set(haproxy["networks"]) & set(web["networks"])
+    config = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    assert re.search(r"^\s*bind :8080$", config, re.M)
+    assert re.search(r"^\s*server-template web \d+ web:8000 ", config, re.M)
+
+
+def test_compose_web_runs_production_and_requires_its_values(compose):
+    """APP_ENV=production whatever .env says; SECRET_KEY, APP_BASE_URL and HEALTH_TOKEN are
+    required by compose itself, each with a message naming it."""
+    environment = compose["services"]["web"]["environment"]
+    assert environment["APP_ENV"] == "production"
+    for name in ("SECRET_KEY", "APP_BASE_URL", "HEALTH_TOKEN"):
+        assert re.fullmatch(rf"\$\{{{name}:\?set {name} in \.env[^}}]*\}}", environment[name]), name
+
+
 def test_compose_monitoring_profile(compose):
     """Prometheus scrapes the web's /metrics; Grafana gets a data source and the dashboard."""
     services = compose["services"]
@@ -173,7 +208,48 @@ def test_compose_monitoring_profile(compose):
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     job = prometheus["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"][0]["targets"] == ["web:8000"]
+    # Every web container is a target of its own (`--scale web=N`), found through Docker's DNS.
+    assert job["dns_sd_configs"] == [{"names": ["web"], "type": "A", "port": 8000,
+                                      "refresh_interval": "30s"}]
+    # Production serves /metrics only with HEALTH_TOKEN: Prometheus sends it from the file
+    # that compose's Prometheus command writes from .env.
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": PROMETHEUS_TOKEN_FILE}
+    command = command_text(services["prometheus"])
+    assert f"> {PROMETHEUS_TOKEN_FILE}" in command and "umask 077" in command
+    assert re.fullmatch(r"\$\{HEALTH_TOKEN:\?[^}]+\}",
+                        services["prometheus"]["environment"]["HEALTH_TOKEN"])
+    # Grafana's admin password comes from .env, with no default.
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?set GRAFANA_ADMIN_PASSWORD[^}]+\}",
+                        password)
+
+
+def prometheus_entry(compose, tmp_path: Path, config: Path, port: int) -> str:
+    """docker-compose.yml's Prometheus command, run here: its paths in `tmp_path`, the local
+    `prometheus` binary on 127.0.0.1:`port` (or `true` when port is 0)."""
+    script = compose["services"]["prometheus"]["command"][-1].replace("$$", "$")
+    binary = (f"{shutil.which('prometheus')} --web.listen-address=127.0.0.1:{port}" if port
+              else "true")
+    return (script.replace(PROMETHEUS_TOKEN_FILE, str(tmp_path / "health_token"))
+            .replace("--storage.tsdb.path=/prometheus", f"--storage.tsdb.path={tmp_path}/data")
+            .replace("/etc/prometheus/prometheus.yml", str(config))
+            .replace("/bin/prometheus", binary))
+
+
+def local_prometheus_config(tmp_path: Path, target: str | None = None) -> Path:
+    """deploy/prometheus.yml with the repository's alert rules and the token file in
+    `tmp_path` (and, given one, another scrape target every second)."""
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    config["rule_files"] = [str(ROOT / "deploy" / "prometheus-alerts.yml")]
+    job = config["scrape_configs"][0]
+    job["authorization"]["credentials_file"] = str(tmp_path / "health_token")
+    if target:
+        config["global"]["scrape_interval"] = "1s"
+        del job["dns_sd_configs"]
+        job["static_configs"] = [{"targets": [target]}]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def test_grafana_dashboard_shows_the_funnel():
@@ -200,9 +276,13 @@ def test_prometheus_files_pass_promtool(tmp_path):
     if not shutil.which("promtool"):
         require("REQUIRE_DEPLOY_TOOLS", "promtool is not installed (apt-get install prometheus)")
     alerts = ROOT / "deploy" / "prometheus-alerts.yml"
-    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
-    config["rule_files"] = [str(alerts)]
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    config = local_prometheus_config(tmp_path)
+    # promtool checks that the token file exists: write it as compose's Prometheus does.
+    token = COMPOSE_REQUIRED["HEALTH_TOKEN"]
+    entry = prometheus_entry(yaml.safe_load(COMPOSE_FILE.read_text()), tmp_path, config, 0)
+    subprocess.run(["sh", "-ec", entry], env={**os.environ, "HEALTH_TOKEN": token}, check=True)
+    assert (tmp_path / "health_token").read_text() == token
+    assert stat.S_IMODE((tmp_path / "health_token").stat().st_mode) == 0o600
     dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" /
                             "signup-funnel.json").read_text())
     rules = [{"record": f"dashboard:panel{panel['id']}_{target['refId']}",
@@ -210,7 +290,7 @@ def test_prometheus_files_pass_promtool(tmp_path):
              for panel in dashboard["panels"] for target in panel.get("targets", [])]
     (tmp_path / "queries.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard",
                                                                        "rules": rules}]}))
-    for args in (["check", "config", str(tmp_path / "prometheus.yml")],
+    for args in (["check", "config", str(config)],
                  ["check", "rules", str(alerts)],
                  ["check", "rules", str(tmp_path / "queries.yml")]):
         result = subprocess.run(["promtool", *args], capture_output=True, text=True)
@@ -246,19 +326,24 @@ def test_compose_config_validates(tmp_path):
         else:
             shutil.copy2(source, project / name)
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("REDIS_", "GRAFANA_", "WEB_"))}
-    (project / ".env").write_text("APP_ENV=production\nREDIS_PASSWORD=test-redis-password\n"
-                                  "REDIS_ADMIN_PASSWORD=test-admin-password\n")
+           if not key.startswith(("REDIS_", "GRAFANA_", "WEB_")) and key not in COMPOSE_REQUIRED}
+
+    def config(values: dict, *profile: str) -> subprocess.CompletedProcess:
+        (project / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        return subprocess.run([*command, *profile, "config", "-q"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    # .env.example's development APP_ENV does not matter: compose runs production.
+    complete = {"APP_ENV": "development", **COMPOSE_REQUIRED}
     for profile in ([], ["--profile", "monitoring"]):
-        result = subprocess.run([*command, *profile, "config", "-q"], cwd=project, env=env,
-                                capture_output=True, text=True, timeout=120)
+        result = config(complete, *profile)
         assert result.returncode == 0, result.stdout + result.stderr
-    # Without the Redis password, compose refuses to start anything.
-    (project / ".env").write_text("APP_ENV=production\n")
-    result = subprocess.run([*command, "config", "-q"], cwd=project, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert "REDIS_PASSWORD" in result.stdout + result.stderr
+    # With any one of the production values empty (as in .env.example), compose refuses to
+    # start, naming it.
+    for name in COMPOSE_REQUIRED:
+        result = config({**complete, name: ""})
+        assert result.returncode != 0, name
+        assert f"set {name} in .env" in result.stdout + result.stderr, name
 
 
 @pytest.mark.redis
@@ -308,6 +393,7 @@ def test_dockerfile_runs_gunicorn_as_non_root_with_health_check():
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0"), "the service must not run as root"
     assert re.search(r"HEALTHCHECK .*urllib.*/health", text, re.S)
+    assert dockerfile_env()["APP_ENV"] == "production"
     cmd = [line for line in lines if line.startswith("CMD ")][-1]  # not HEALTHCHECK's CMD
     assert json.loads(cmd[4:]) == ["gunicorn", "-c", "gunicorn.conf.py", "--bind",
                                    "0.0.0.0:8000", "wsgi:app"]
@@ -323,6 +409,16 @@ def test_dockerfile_compiles_the_translations():
     assert "pybabel compile -d translations" in (ROOT / "Dockerfile").read_text()
 
 
+def dockerfile_env() -> dict[str, str]:
+    """The variables the Dockerfile's ENV instructions set."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            found.update(re.findall(r"([A-Z_]+)=(\S+)", line))
+    return found
+
+
 def dockerfile_instruction(name: str) -> list[str]:
     """The exec-form arguments of the Dockerfile's last NAME (CMD, or HEALTHCHECK's CMD)."""
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
@@ -330,22 +426,36 @@ def dockerfile_instruction(name: str) -> list[str]:
     return json.loads(lines[-1].split("CMD", 1)[1])
 
 
-@pytest.mark.slow
-def test_dockerfile_command_and_health_check_work(tmp_path):
-    """The image's CMD serves the app (bound to a free local port here) and its HEALTHCHECK
-    command exits 0 against it, non-zero when nothing answers."""
-    port = free_port()
+def image_env(tmp_path: Path, **changes) -> dict[str, str]:
+    """The environment of the image (its ENV, the production values compose requires), here:
+    emails to the log (MAIL_LOG_ONLY), memory store, files in `tmp_path`. A change to None
+    removes the variable."""
+    env = {**os.environ, **dockerfile_env(),
+           **{name: COMPOSE_REQUIRED[name] for name in ("SECRET_KEY", "APP_BASE_URL",
+                                                        "HEALTH_TOKEN")},
+           "MAIL_LOG_ONLY": "on", "REDIS_URL": "memory://",
+           "DATABASE_URL": f"sqlite:///{tmp_path}/users.db",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), **changes}
+    return {name: value for name, value in env.items() if value is not None}
+
+
+def image_command(port: int) -> list[str]:
+    """The image's CMD, bound to 127.0.0.1:`port` with this checkout's gunicorn."""
     command = dockerfile_instruction("CMD")
     command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
     command[0] = str(ROOT / ".venv" / "bin" / "gunicorn")
-    env = {**os.environ, "APP_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48),
-           "APP_BASE_URL": "https://signup.example.com", "REDIS_URL": "memory://",
-           "DATABASE_URL": f"sqlite:///{tmp_path}/users.db",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    return [*command, "--no-control-socket"]
+
+
+@pytest.mark.slow
+def test_dockerfile_command_and_health_check_work(tmp_path):
+    """The image's CMD serves the app in production (bound to a free local port here) and its
+    HEALTHCHECK command exits 0 against it, non-zero when nothing answers."""
+    port = free_port()
     health = dockerfile_instruction("HEALTHCHECK")
     health[-1] = health[-1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
     health[0] = sys.executable
-    server = subprocess.Popen([*command, "--no-control-socket"], cwd=ROOT, env=env,
+    server = subprocess.Popen(image_command(port), cwd=ROOT, env=image_env(tmp_path),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -353,9 +463,81 @@ def test_dockerfile_command_and_health_check_work(tmp_path):
             assert server.poll() is None, "gunicorn exited"
             assert time.monotonic() < deadline, "the health check never passed"
             time.sleep(0.3)
+        # Production: /metrics only with the token.
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        assert requests.get(metrics, timeout=10).status_code == 401
+        bearer = {"Authorization": f"Bearer {COMPOSE_REQUIRED['HEALTH_TOKEN']}"}
+        assert requests.get(metrics, headers=bearer, timeout=10).status_code == 200
     finally:
         stop(server)
     assert subprocess.run(health, capture_output=True).returncode != 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("changes", "named"), [
+    ({"HEALTH_TOKEN": None}, "HEALTH_TOKEN"),
+    ({"MAIL_LOG_ONLY": None}, "MAIL_SERVER"),
+    ({"SECRET_KEY": "changeme" * 5}, "SECRET_KEY"),
+], ids=["no-health-token", "no-mail-server", "weak-secret-key"])
+def test_image_refuses_to_start_without_production_values(tmp_path, changes, named):
+    """The image runs production: without HEALTH_TOKEN, without MAIL_SERVER (and no
+    MAIL_LOG_ONLY), or with a weak SECRET_KEY, gunicorn stops with the variable named."""
+    result = subprocess.run(image_command(free_port()), cwd=ROOT,
+                            env=image_env(tmp_path, **changes), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert f"ConfigError: {named}: " in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_prometheus_scrapes_production_metrics_with_the_token(tmp_path):
+    """docker-compose.yml's Prometheus command, run with the local prometheus on
+    deploy/prometheus.yml, scrapes /metrics of the app in production (401 without the token):
+    its `up` is 1 and the signup_* samples arrive."""
+    if not shutil.which("prometheus"):
+        require("REQUIRE_DEPLOY_TOOLS", "prometheus is not installed (apt-get install prometheus)")
+    app_port, prometheus_port = free_port(), free_port()
+    server = subprocess.Popen(image_command(app_port), cwd=ROOT, env=image_env(tmp_path),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prometheus = None
+    api = f"http://127.0.0.1:{prometheus_port}/api/v1/query"
+
+    def query(expression: str) -> list:
+        """The result vector of an instant query ([] while Prometheus is not answering)."""
+        try:
+            return requests.get(api, params={"query": expression}, timeout=5).json()["data"][
+                "result"]
+        except requests.RequestException:
+            return []
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, "gunicorn exited"
+            try:
+                if requests.get(f"http://127.0.0.1:{app_port}/metrics", timeout=5).status_code:
+                    break
+            except requests.RequestException:
+                assert time.monotonic() < deadline, "the app did not answer"
+                time.sleep(0.2)
+        assert requests.get(f"http://127.0.0.1:{app_port}/metrics", timeout=5).status_code == 401
+        config = local_prometheus_config(tmp_path, target=f"127.0.0.1:{app_port}")
+        entry = prometheus_entry(yaml.safe_load(COMPOSE_FILE.read_text()), tmp_path, config,
+                                 prometheus_port)
+        token = {"HEALTH_TOKEN": COMPOSE_REQUIRED["HEALTH_TOKEN"]}
+        prometheus = subprocess.Popen(["sh", "-ec", entry], env={**os.environ, **token},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not (up := query('up{job="signup"}')):
+            assert prometheus.poll() is None, "prometheus exited"
+            assert time.monotonic() < deadline, "no scrape of the app within 60 s"
+            time.sleep(0.2)
+        assert up[0]["value"][1] == "1", up  # 0 would be a refused (401) scrape
+        assert query('signup_fallback_active{job="signup"}'), "no signup_* sample scraped"
+    finally:
+        if prometheus is not None:
+            stop(prometheus)
+        stop(server)
 
 
 def test_env_example_lists_every_variable():
@@ -371,6 +553,18 @@ def test_env_example_lists_every_variable():
     compose = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", COMPOSE_FILE.read_text()))
     missing = (set(SETTINGS) | gunicorn | compose) - listed
     assert not missing, f"not in .env.example: {sorted(missing)}"
+
+
+def test_env_example_marks_what_a_deployment_must_set():
+    """.env.example works as it is for `make run`; each value production or compose requires
+    is marked [deployment] in the comment block above it."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for name in [*COMPOSE_REQUIRED, "MAIL_SERVER", "MAIL_DEFAULT_SENDER"]:
+        index = next(i for i, line in enumerate(lines) if line.startswith(f"{name}="))
+        start = index
+        while start > 0 and lines[start - 1].strip():
+            start -= 1
+        assert "[deployment]" in "\n".join(lines[start:index]), name
 
 
 def test_requirements_cover_every_import():

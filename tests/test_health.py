@@ -120,6 +120,32 @@ def test_mail_failing_then_cleared(make_app):
         server.stop()
 
 
+class RefusingSmtp(SmtpServer):
+    """An SMTP server that refuses every recipient with 550, naming the address as servers do."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        """Refuse the recipient."""
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+
+
+def test_mail_last_error_keeps_no_address(make_app):
+    """A refused recipient: last_error is the error class and SMTP code, never the address or
+    the server's text."""
+    server = RefusingSmtp().start()
+    try:
+        app = make_app(MAIL_PORT=server.port)
+        actions = SignupActions(app.test_client(), server)
+        assert actions.signup(EMAIL).status_code == 303
+        response = app.test_client().get("/health")
+    finally:
+        server.stop()
+    body = response.get_json()
+    assert body["mail"] == {"status": "failing", "last_error": "SMTPRecipientsRefused 550"}
+    text = response.get_data(as_text=True)
+    assert EMAIL not in text and "ada@" not in text and "rejected" not in text
+    assert server.messages == []
+
+
 def test_mail_log_backend_without_mail_server(make_app):
     """No MAIL_SERVER: mail status "log"."""
     app = make_app(MAIL_SERVER=None)

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
+from flask import request
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -289,21 +290,23 @@ def test_hourly_cap_counts_unknown_and_pending_alike(build, smtp):
     assert len(smtp.to(EMAIL)) == len(smtp.to(UNKNOWN_EMAIL)) == 2
 
 
-def test_signup_beyond_allowance_replaces_registration_but_sends_nothing(build, smtp):
-    """A re-signup inside the cooldown replaces the record, sends nothing; /verify says when."""
+def test_signup_beyond_allowance_changes_nothing_and_sends_nothing(build, smtp):
+    """A re-signup inside the cooldown (another browser's, here) sends nothing and changes
+    nothing: the registration keeps its password, code and link; /verify says when to ask
+    again, and asks this browser for the password, since it did not sign up."""
     app = build(RESEND_COOLDOWN_SECONDS=60)
     browser = SignupActions(app.test_client(), smtp)
     old_code, old_link = signed_up(browser)
-    old_hash = pending(app).password_hash
-    assert_redirect(browser.signup(EMAIL, password=OTHER_PASSWORD), "/verify")
+    before = pending(app)
+    stranger = SignupActions(app.test_client(), smtp)
+    assert_redirect(stranger.signup(EMAIL, password=OTHER_PASSWORD), "/verify")
     assert len(smtp.to(EMAIL)) == 1
-    replaced = pending(app)
-    assert replaced is not None and replaced.password_hash != old_hash
-    page = browser.client.get("/verify")
+    assert pending(app) == before
+    page = stranger.client.get("/verify")
     assert re.search(r"ask for a new code in \d+ seconds", page_text(page))
-    assert browser.open_link(old_link).status_code == 404
-    assert browser.verify(EMAIL, old_code).status_code == 400
-    assert users(app) == []
+    assert 'name="password"' in page.text
+    assert browser.open_link(old_link).status_code == 200
+    assert_redirect(browser.verify(EMAIL, old_code), "/account")
 
 
 # -- 3. CSRF ----------------------------------------------------------------------------------
@@ -361,7 +364,8 @@ def test_form_post_without_valid_csrf_token_changes_nothing(make_app, smtp, form
 
 # -- 4. production start-up -------------------------------------------------------------------
 PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": PROD_SECRET, "APP_BASE_URL": BASE_URL,
-              "MAIL_DEFAULT_SENDER": "noreply@signup.example.org", "SECRET_KEY_FALLBACKS": []}
+              "MAIL_DEFAULT_SENDER": "noreply@signup.example.org", "SECRET_KEY_FALLBACKS": [],
+              "HEALTH_TOKEN": "Hq7-operator-token-Zk2m9Xw4Lp8Rt3Vb6Nc1"}
 
 
 @pytest.mark.parametrize("changes, variable", [
@@ -370,9 +374,13 @@ PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": PROD_SECRET, "APP_BASE_URL"
     ({"SECRET_KEY": "short-secret"}, "SECRET_KEY"),
     ({"SECRET_KEY": "dev" + PROD_SECRET}, "SECRET_KEY"),
     ({"APP_BASE_URL": None}, "APP_BASE_URL"),
-], ids=["no-key", "empty-key", "short-key", "dev-key", "no-base-url"])
+    ({"HEALTH_TOKEN": None}, "HEALTH_TOKEN"),
+    ({"MAIL_SERVER": None}, "MAIL_SERVER"),
+], ids=["no-key", "empty-key", "short-key", "dev-key", "no-base-url", "no-health-token",
+        "no-mail-server"])
 def test_production_refuses_to_start(make_app, changes, variable):
-    """APP_ENV=production without a proper SECRET_KEY or APP_BASE_URL: ConfigError naming it."""
+    """APP_ENV=production without a proper SECRET_KEY, APP_BASE_URL, HEALTH_TOKEN or MAIL_SERVER:
+    ConfigError naming it."""
     with pytest.raises(ConfigError) as raised:
         make_app(**{**PRODUCTION, **changes})
     assert raised.value.variable == variable
@@ -505,6 +513,18 @@ def test_hsts_only_over_https(make_app, smtp):
         hsts = response.headers.get("Strict-Transport-Security", "")
         match = re.search(r"max-age=(\d+)", hsts)
         assert match and int(match.group(1)) >= 86400, (name, hsts)
+
+
+def test_trusted_proxy_never_sets_the_host(make_app):
+    """TRUSTED_PROXIES takes the client's IP and scheme from the proxy, never X-Forwarded-Host:
+    the host the app sees is the one the connection asked for."""
+    app = make_app(TRUSTED_PROXIES=1)
+    app.add_url_rule("/test-seen", "test_seen",
+                     lambda: f"{request.remote_addr} {request.scheme} {request.host}")
+    seen = app.test_client().get("/test-seen", headers={
+        "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example"})
+    assert seen.text == "203.0.113.7 https localhost"
 
 
 def test_hsts_from_forwarded_proto_only_with_trusted_proxy(make_app):
@@ -1021,7 +1041,9 @@ def test_a_later_signup_by_someone_else_takes_away_the_first_browsers_shortcut(m
     code = victim.code_for("target@example.com", count=2)
     refused = victim.verify("target@example.com", code)
     assert refused.status_code == 400
-    assert 'name="password"' in refused.get_data(as_text=True)
+    # Read as a wrong code is (nothing confirms the code), counted like one.
+    assert "That code is not right (or has expired). Attempts left: 4." in html.unescape(
+        refused.get_data(as_text=True))
     assert victim.client.get("/account").status_code == 302  # not signed in
     link = victim.link_for("target@example.com", count=2)
     page = victim.open_link(link)

@@ -18,9 +18,11 @@ import pytest
 from app.pending.manager import Limits, PendingRegistrationManager
 from app.pending.memory import MemoryStore
 from app.pending.model import PendingRegistration
-from app.pending.redis_store import SCRIPT_NAMES, RedisStore, build_client
+from app.pending.redis_client import build_client, cluster_client
+from app.pending.redis_store import SCRIPT_NAMES, RedisStore
 from app.security import Digester, Passwords, link_token_address_id, new_link_token
 
+from .cluster import check_slots, expect_crossslot
 from .helpers import free_port
 
 SECRET = "test-secret-for-the-store-contract"
@@ -38,6 +40,8 @@ BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("fakeredis", id="fakeredis"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    # Every script call of the current key layout spans slots (issue 12 §1 hash-tags it).
+    pytest.param("cluster", id="cluster", marks=[pytest.mark.redis, expect_crossslot]),
 ]
 
 
@@ -67,7 +71,7 @@ class Backend:
 
     @property
     def is_redis(self) -> bool:
-        """True for fakeredis and real Redis."""
+        """True for fakeredis, real Redis and the cluster."""
         return self.client is not None
 
     def store(self):
@@ -85,12 +89,17 @@ class Backend:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Each backend in turn: memory, fakeredis (own server), the test redis-server."""
+    """Each backend in turn: memory, fakeredis (own server), the test redis-server, the test
+    Redis Cluster."""
     client = None
     if request.param == "fakeredis":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     elif request.param == "redis":
         client = build_client(request.getfixturevalue("redis_url"))
+    elif request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        check_slots(request.getfixturevalue("monkeypatch"))
+        client = cluster_client(cluster.url, cluster.startup_nodes)
     yield Backend(request.param, client)
     if client is not None:
         client.close()
@@ -322,9 +331,11 @@ class TestVerifyCode:
         assert manager.get_registration(email) is not None
 
     def test_unknown_address_counts_towards_the_address_cap(self, manager):
-        """Guessing at an address with no registration counts like a wrong code."""
+        """Guessing at an address with no registration counts like a wrong code (and, as for
+        a pending one, its stand-in code dies after CODE_MAX_ATTEMPTS, 3 here)."""
         email = "ada@example.com"
-        assert [wrong(manager, email).status for _ in range(6)] == ["unknown"] * 6
+        assert [wrong(manager, email).status for _ in range(6)] == \
+            ["unknown"] * 3 + ["code_dead"] * 3
         register(manager, email)
         result = wrong(manager, email, CODE)
         assert result.status == "locked" and result.retry_after > 0
@@ -487,6 +498,151 @@ class TestReserveEmail:
         assert manager.reserve_email("bob@example.com") == 0
 
 
+# -- what refusals tell (issue 11) ------------------------------------------------------------
+def refusal(result) -> str | int:
+    """A refused check as the signing-up browser reads it: attempts left, "dead" or "locked"."""
+    if result.status in ("code_dead", "locked"):
+        return result.status
+    assert result.status in ("wrong", "unknown", "expired", "wrong_password"), result.status
+    return result.attempts_left
+
+
+class TestRefusalsTellNothing:
+    """Every refused check is counted by the store, on the code and on the address, whatever
+    the address's state: an address with no registration (an account, or nothing) keeps a
+    stand-in count for the code a signup or resend would have issued, so the numbers read the
+    same as for a pending one."""
+
+    def run_sequence(self, manager, email, *, pending: bool) -> list:
+        """Signup, wrong codes, a resend, a signup over the allowance, more wrong codes."""
+        def signup():
+            if pending:
+                reg = new_registration(manager, email, CODE)
+                return manager.add_registration(reg, take_email=True)
+            return manager.reserve_email(email)  # an address with an account: nothing stored
+
+        assert signup() == 0
+        seen = [refusal(wrong(manager, email)) for _ in range(2)]
+        resent = manager.resend(email, OTHER_CODE, token_for(manager, email))
+        assert resent.status == ("updated" if pending else "missing")
+        seen.append(refusal(wrong(manager, email)))
+        assert signup() > 0  # over the allowance: nothing changes, counts included
+        seen += [refusal(wrong(manager, email)) for _ in range(4)]
+        return seen
+
+    def test_same_numbers_with_and_without_a_registration(self, backend):
+        """code_max 3, registration_max 6: 2, 1; resend; 2; over the allowance; 1, 0, dead,
+        locked, for a pending address and for one with no registration alike."""
+        manager = backend.manager(cooldown=0, per_hour=2)
+        with_record = self.run_sequence(manager, "pending@example.com", pending=True)
+        without = self.run_sequence(manager, "account@example.com", pending=False)
+        assert with_record == without == [2, 1, 2, 1, 0, "code_dead", "locked"]
+
+    def test_without_a_registration_the_code_count_is_the_servers(self, backend):
+        """Two callers (two browsers, or one replaying its cookie) share one count."""
+        manager = backend.manager()
+        assert [wrong(manager, "nobody@example.com").attempts_left for _ in range(3)] == \
+            [2, 1, 0]
+        assert wrong(manager, "nobody@example.com").status == "code_dead"
+        assert manager.reserve_email("nobody@example.com") == 0  # a new (stand-in) code
+        assert wrong(manager, "nobody@example.com").attempts_left == 1  # min(3-1, 6-5)
+
+    def test_an_expired_code_counts_like_a_wrong_one(self, backend, manager):
+        """Refusing an expired code counts on the code too, as a wrong code does."""
+        register(manager, "ada@example.com")
+        backend.clock.advance(manager.limits.code_ttl + 1)
+        assert [(r.status, r.attempts_left) for r in
+                (wrong(manager, "ada@example.com", CODE) for _ in range(3))] == \
+            [("expired", 2), ("expired", 1), ("expired", 0)]
+        assert wrong(manager, "ada@example.com", CODE).status == "code_dead"
+
+    def test_right_code_with_a_failing_check_counts_like_a_wrong_code(self, manager):
+        """A right code whose check fails (another browser, wrong password) is refused with the
+        numbers a wrong code would get, and counts like one."""
+        register(manager, "ada@example.com")
+        assert wrong(manager, "ada@example.com").attempts_left == 2
+        failed = manager.verify_and_remove("ada@example.com", CODE, Promoter(),
+                                           check=lambda reg: False)
+        assert (failed.status, failed.attempts_left) == ("wrong_password", 1)
+        assert wrong(manager, "ada@example.com").attempts_left == 0
+
+
+class TestLinkPasswordCap:
+    """A link claim made to check a password (another browser) is refused once the address's
+    wrong attempts are spent; the signing-up browser's claim (no password) is not."""
+
+    def test_wrong_link_passwords_lock_password_claims_only(self, backend):
+        """registration_max 3: three wrong passwords, then even a passing check is refused
+        (locked, with the wait), and code entry too; without a password the link works."""
+        manager = backend.manager(code_max=10, registration_max=3)
+        token = register(manager, "ada@example.com")
+        promote = Promoter()
+        for _ in range(3):
+            result = manager.verify_link_and_remove(token, promote, check=lambda r: False,
+                                                    with_password=True)
+            assert result.status == "wrong_password"
+        locked = manager.verify_link_and_remove(token, promote, check=lambda r: True,
+                                                with_password=True)
+        assert locked.status == "locked" and 0 < locked.retry_after <= PENDING_TTL_SECONDS
+        assert wrong(manager, "ada@example.com", CODE).status == "locked"
+        assert not promote.calls
+        assert manager.verify_link_and_remove(token, promote).status == "verified"
+        assert len(promote.calls) == 1
+
+    def test_wrong_codes_spend_the_same_allowance(self, backend):
+        """The counter is the address's: wrong codes lock password claims on the link too."""
+        manager = backend.manager(registration_max=2)
+        token = register(manager, "ada@example.com")
+        wrong(manager, "ada@example.com")
+        wrong(manager, "ada@example.com")
+        promote = Promoter()
+        assert manager.verify_link_and_remove(token, promote, check=lambda r: True,
+                                              with_password=True).status == "locked"
+        assert manager.verify_link_and_remove(token, promote, check=lambda r: True,
+                                              with_password=False).status == "verified"
+
+    def test_a_forged_link_does_not_learn_of_the_lock(self, backend):
+        """A token that is not the emailed one is unknown, locked address or not."""
+        manager = backend.manager(registration_max=1)
+        register(manager, "ada@example.com")
+        wrong(manager, "ada@example.com")
+        forged = token_for(manager, "ada@example.com")
+        assert manager.verify_link_and_remove(forged, Promoter(), check=lambda r: True,
+                                              with_password=True).status == "unknown"
+
+
+class TestSignupOverTheAllowance:
+    """A signup that may not send its email changes nothing stored."""
+
+    def test_pending_registration_code_and_link_stay(self, backend):
+        """The earlier registration keeps its password, code, link and counts."""
+        manager = backend.manager(cooldown=0, per_hour=1)
+        token = token_for(manager, "ada@example.com")
+        reg = new_registration(manager, "ada@example.com", CODE, token, password_hash="first")
+        assert manager.add_registration(reg, take_email=True) == 0
+        assert wrong(manager, "ada@example.com").attempts_left == 2
+        stranger = new_registration(manager, "ada@example.com", OTHER_CODE,
+                                    password_hash="stranger")
+        assert 0 < manager.add_registration(stranger, take_email=True) <= 3600
+        stored = manager.get_registration("ada@example.com")
+        assert (stored.password_hash, stored.code_attempts) == ("first", 1)
+        assert manager.get_registration_by_token(token).email == "ada@example.com"
+        assert wrong(manager, "ada@example.com", OTHER_CODE).attempts_left == 1
+        promote = Promoter()
+        assert manager.verify_and_remove("ada@example.com", CODE, promote).status == "verified"
+        assert promote.calls[0].password_hash == "first"
+
+    def test_unknown_address_stays_unknown(self, backend):
+        """Over the allowance (taken by a resend), a signup of a new address stores nothing."""
+        manager = backend.manager(cooldown=0, per_hour=1)
+        email = "nobody@example.com"
+        assert manager.resend(email, CODE, token_for(manager, email)).status == "missing"
+        assert manager.add_registration(new_registration(manager, email), take_email=True) > 0
+        assert manager.get_registration(email) is None
+        assert manager.get_stats()["total"] == 0
+        assert redis_keys(backend, "pending:*") == []
+
+
 # -- stats, cleanup, health -------------------------------------------------------------------
 class TestOperations:
     """get_stats, cleanup_expired and health_check."""
@@ -498,7 +654,8 @@ class TestOperations:
         register(manager, "bob@example.com")
         register(manager, "bob@example.com")  # a replacement is still one registration
         stats = manager.get_stats()
-        assert stats["total"] == 2 and stats["backend"] == backend.kind.replace("fake", "")
+        assert stats["total"] == 2 and stats["backend"] == ("redis" if backend.is_redis
+                                                            else "memory")
         assert stats["by_backend"][stats["backend"]] == 2
         if backend.is_redis:
             assert stats["redis_connected"] is True and stats["by_backend"]["memory"] == 0
@@ -1101,6 +1258,20 @@ class TestEarlierLayout:
         assert manager.verify_link_and_remove(token, Promoter()).status == "unknown"
         assert manager.get_registration("ada@example.com") is None
         assert redis_keys(redis_backend, "token:*") == [] and manager.get_stats()["total"] == 0
+
+    def test_old_link_with_a_password_is_capped_too(self, redis_backend):
+        """A password check through a link emailed before the upgrade counts against the
+        address and is refused once it is spent; without a password the old link works."""
+        manager = redis_backend.manager(code_max=10, registration_max=2)
+        token = write_legacy(redis_backend, "ada@example.com")
+        promote = Promoter()
+        for _ in range(2):
+            assert manager.verify_link_and_remove(token, promote, check=lambda r: False,
+                                                  with_password=True).status == "wrong_password"
+        locked = manager.verify_link_and_remove(token, promote, check=lambda r: True,
+                                                with_password=True)
+        assert locked.status == "locked" and locked.retry_after > 0 and not promote.calls
+        assert manager.verify_link_and_remove(token, promote).status == "verified"
 
     def test_resend_and_new_signup_kill_the_old_link(self, redis_backend):
         """A resend of an old record upgrades it, gives it a new link and removes the old one's

@@ -7,6 +7,7 @@ from flask import current_app
 from ..security import Digester
 from .manager import Limits, PendingRegistrationManager
 from .model import CodeCheck, PendingRegistration, StoreUnavailable
+from .redis_client import client_from_config
 from .resets import PasswordReset
 
 __all__ = ["CodeCheck", "PasswordReset", "PendingRegistration", "PendingRegistrationManager",
@@ -14,15 +15,12 @@ __all__ = ["CodeCheck", "PasswordReset", "PendingRegistration", "PendingRegistra
 
 
 def build_manager(config) -> PendingRegistrationManager:
-    """Pick the backend from REDIS_URL (memory:// or Redis) and build the manager."""
+    """Pick the backend (memory://, one Redis, Sentinel or a cluster) and build the manager."""
     primary = None
-    if not config["REDIS_URL"].startswith("memory:"):
-        from .redis_store import RedisStore, build_client
+    client = client_from_config(config)
+    if client is not None:
+        from .redis_store import RedisStore
 
-        client = build_client(
-            config["REDIS_URL"], timeout=config["REDIS_TIMEOUT"],
-            sentinels=config["REDIS_SENTINELS"], sentinel_master=config["REDIS_SENTINEL_MASTER"],
-        )
         primary = RedisStore(client, prefix=config["REDIS_KEY_PREFIX"])
     limits = Limits(
         pending_ttl=config["PENDING_TTL_SECONDS"], code_ttl=config["CODE_TTL_SECONDS"],

@@ -245,7 +245,9 @@ class PendingRegistrationManager:
         `reg.address_id`, when set, must be one of the address's ids (the one its code digest
         and link token were made for: see `accounts.signup`); when empty it is looked up.
         `take_email` also takes one email from the address's allowance in the same atomic
-        step (one Redis round trip for a signup): returns 0, or the seconds to wait.
+        step (one Redis round trip for a signup): returns 0, or the seconds to wait, and then
+        nothing is stored: a signup that may not send its code must not kill the code already
+        emailed (anyone could otherwise keep a person's code from working).
         """
         if not reg.address_id:
             reg.address_id = self.address_id(reg.email)
@@ -279,7 +281,8 @@ class PendingRegistrationManager:
         """Check the code atomically; promote, and delete the record only if promote returns.
 
         `check(registration)` (the password, for another browser) runs after a right code and
-        before `promote`; a False counts as a wrong attempt.
+        before `promote`; a False counts as a wrong attempt and answers wrong_password with
+        the attempts left a wrong code would report.
         """
         address_id = self.address_id(email)
         op_id = new_op_id()
@@ -291,13 +294,21 @@ class PendingRegistrationManager:
             count_unknown=not self.uncertain))
         return self._complete(result, store, address_id, op_id, promote, check)
 
-    def verify_link_and_remove(self, token: str, promote, *, check=None) -> CodeCheck:
-        """The link path: claim through the token, then promote and delete as for a code."""
+    def verify_link_and_remove(self, token: str, promote, *, check=None,
+                               with_password: bool = False) -> CodeCheck:
+        """The link path: claim through the token, then promote and delete as for a code.
+
+        `with_password`: the claim is made to check a password (a browser other than the
+        signing-up one), so it counts against the address's REGISTRATION_MAX_ATTEMPTS and
+        is refused ("locked") once they are spent, as code entry is. The signing-up browser
+        gives no password and is never locked out of its own link.
+        """
         op_id = new_op_id()
         token_id, digests = self._token_lookup(token)
+        reg_max = self.limits.registration_max if with_password else None
         result, store = self._claim(lambda s: s.claim_token(
             token_id, digests, now=self.clock(), claim_seconds=self.limits.claim_seconds,
-            op_id=op_id))
+            op_id=op_id, reg_max=reg_max))
         address_id = result.registration.address_id if result.registration else ""
         return self._complete(result, store, address_id, op_id, promote, check)
 
@@ -323,8 +334,10 @@ class PendingRegistrationManager:
             return result
         reg = result.registration
         if check is not None and not check(reg):
-            store.release(address_id, op_id, count_wrong=True, window=self.limits.pending_ttl)
-            return CodeCheck("wrong_password", registration=reg)
+            lim = self.limits
+            left = store.release(address_id, op_id, count_wrong=True, window=lim.pending_ttl,
+                                 code_max=lim.code_max, reg_max=lim.registration_max)
+            return CodeCheck("wrong_password", registration=reg, attempts_left=left)
         try:
             outcome = promote(reg)
         except Exception:
@@ -378,7 +391,11 @@ class PendingRegistrationManager:
             per_hour=self.limits.per_hour))
 
     def reserve_email(self, email: str) -> int:
-        """Take one email from the address's allowance: 0 if allowed, else seconds to wait."""
+        """Take one email from the address's allowance: 0 if allowed, else seconds to wait.
+
+        For a signup of an address that has an account: allowed, it also starts the
+        address's stand-in code count again, as a new code would (PendingStore.check_code).
+        """
         op_id = new_op_id()
         return self._run(lambda s: s.reserve_email(
             self.address_id(email), cooldown=self.limits.cooldown,

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 
 from .base import PendingStore
-from .model import CodeCheck, PendingRegistration, ResendResult
+from .model import CodeCheck, ResendResult
 
 OP_MEMORY_SECONDS = 120
 
@@ -60,16 +60,29 @@ class MemoryStore(PendingStore):
         self.lock = threading.RLock()
         self.records: _Expiring = _Expiring()
         self.attempts: _Expiring = _Expiring()
+        # Wrong codes against the stand-in code of an address with no record (see check_code).
+        self.code_attempts: _Expiring = _Expiring()
         self.ops: _Expiring = _Expiring()
         self.cooldowns: _Expiring = _Expiring()
         self.hourly: _Expiring = _Expiring()
 
     # -- helpers -----------------------------------------------------------------------------
-    def _count_wrong(self, address_id, now, window):
-        count = (self.attempts.get_live(address_id, now) or 0) + 1
-        expires = self.attempts[address_id][1] if count > 1 else now + window
-        self.attempts[address_id] = (count, expires)
+    @staticmethod
+    def _increment(table, address_id, now, window):
+        """Add one to a counter that expires `window` after its first count, as INCR + EXPIRE."""
+        count = (table.get_live(address_id, now) or 0) + 1
+        expires = table[address_id][1] if count > 1 else now + window
+        table[address_id] = (count, expires)
         return count
+
+    def _count_wrong(self, address_id, now, window):
+        return self._increment(self.attempts, address_id, now, window)
+
+    def _left_after_refusal(self, address_id, tried, *, now, code_max, reg_max, window):
+        """Count a refused attempt on the address (the code's own count, this one included,
+        is `tried`); the attempts left, as check_code.lua reports them."""
+        used = self._count_wrong(address_id, now, window)
+        return max(0, min(code_max - tried, reg_max - used))
 
     def _remember(self, op_id, result, now):
         self.ops[op_id] = (result, now + OP_MEMORY_SECONDS)
@@ -81,13 +94,13 @@ class MemoryStore(PendingStore):
             now = self.clock()
             if op_id is not None and self.ops.get_live(op_id, now) is not None:
                 return self.ops.get_live(op_id, now)
-            expires = now + ttl
-            stored = replace(reg, expires_at=expires)
-            self.records[reg.address_id] = (stored, expires)
             wait = 0
             if allowance:
                 wait = self.reserve_email(reg.address_id, cooldown=allowance[0],
                                           per_hour=allowance[1], now=now)
+            if not wait:  # over the allowance nothing is sent, so nothing changes
+                expires = now + ttl
+                self.records[reg.address_id] = (replace(reg, expires_at=expires), expires)
             if op_id is not None:
                 self._remember(op_id, wait, now)
             return wait
@@ -145,29 +158,34 @@ class MemoryStore(PendingStore):
                 retry = int(self.attempts[address_id][1] - now) + 1
                 return self._remember(op_id, CodeCheck("locked", retry_after=retry), now)
             reg = self.records.get_live(address_id, now)
-            # Every refused code counts against the address, whatever the address's state.
+            caps = dict(now=now, code_max=code_max, reg_max=reg_max, window=window)
+            # Every refused code counts on the code and the address, whatever the address's
+            # state; with no record the code's count is a stand-in (see check_code.lua).
             if reg is None:
-                if count_unknown:
-                    used = self._count_wrong(address_id, now, window)
-                return self._remember(op_id, CodeCheck(
-                    "unknown", address_left=max(0, reg_max - used)), now)
+                if not count_unknown:
+                    return self._remember(op_id, CodeCheck("unknown"), now)
+                if (self.code_attempts.get_live(address_id, now) or 0) >= code_max:
+                    self._count_wrong(address_id, now, window)
+                    return self._remember(op_id, CodeCheck("code_dead"), now)
+                tried = self._increment(self.code_attempts, address_id, now, window)
+                left = self._left_after_refusal(address_id, tried, **caps)
+                return self._remember(op_id, CodeCheck("unknown", attempts_left=left), now)
             claim = getattr(reg, "_claim", None)
             if claim and claim[1] > now and claim[0] != op_id:
                 return self._remember(op_id, CodeCheck("busy"), now)
-            if reg.code_attempts >= code_max or reg.code_issued_at + code_ttl < now:
-                status = "code_dead" if reg.code_attempts >= code_max else "expired"
-                used = self._count_wrong(address_id, now, window)
-                return self._remember(op_id, CodeCheck(
-                    status, address_left=max(0, reg_max - used)), now)
-            if reg.code_digest in digests:
+            if reg.code_attempts >= code_max:
+                self._count_wrong(address_id, now, window)
+                return self._remember(op_id, CodeCheck("code_dead"), now)
+            expired = reg.code_issued_at + code_ttl < now
+            if not expired and reg.code_digest in digests:
                 reg._claim = (op_id, now + claim_seconds)
                 return self._remember(op_id, CodeCheck("ok", registration=replace(reg)), now)
             reg.code_attempts += 1
-            used = self._count_wrong(address_id, now, window)
-            left = max(0, min(code_max - reg.code_attempts, reg_max - used))
-            return self._remember(op_id, CodeCheck("wrong", attempts_left=left), now)
+            left = self._left_after_refusal(address_id, reg.code_attempts, **caps)
+            return self._remember(op_id, CodeCheck("expired" if expired else "wrong",
+                                                   attempts_left=left), now)
 
-    def claim_token(self, address_id, digests, *, now, claim_seconds, op_id):
+    def claim_token(self, address_id, digests, *, now, claim_seconds, op_id, reg_max=None):
         with self.lock:
             previous = self.ops.get_live(op_id, now)
             if previous is not None:
@@ -175,25 +193,34 @@ class MemoryStore(PendingStore):
             reg = self._by_token(address_id, digests, now)
             if reg is None:
                 return self._remember(op_id, CodeCheck("unknown"), now)
+            if reg_max is not None and (self.attempts.get_live(address_id, now) or 0) >= reg_max:
+                retry = int(self.attempts[address_id][1] - now) + 1
+                return self._remember(op_id, CodeCheck("locked", retry_after=retry), now)
             claim = getattr(reg, "_claim", None)
             if claim and claim[1] > now and claim[0] != op_id:
                 return self._remember(op_id, CodeCheck("busy"), now)
             reg._claim = (op_id, now + claim_seconds)
             return self._remember(op_id, CodeCheck("ok", registration=replace(reg)), now)
 
-    def release(self, address_id, op_id, *, count_wrong, window):
+    def release(self, address_id, op_id, *, count_wrong, window, code_max=0, reg_max=0):
         with self.lock:
             now = self.clock()
-            if self.ops.get_live(op_id + ":release", now):
-                return
-            self.ops[op_id + ":release"] = (True, now + OP_MEMORY_SECONDS)
+            marker = op_id + ":release"
+            previous = self.ops.get_live(marker, now)
+            if previous is not None:
+                return previous[0]
+            left = None
             reg = self.records.get_live(address_id, now)
-            if reg is None or (getattr(reg, "_claim", None) or (None,))[0] != op_id:
-                return
-            reg._claim = None
-            if count_wrong:
-                reg.code_attempts += 1
-                self._count_wrong(address_id, now, window)
+            if reg is not None and (getattr(reg, "_claim", None) or (None,))[0] == op_id:
+                reg._claim = None
+                if count_wrong:
+                    reg.code_attempts += 1
+                    left = self._left_after_refusal(address_id, reg.code_attempts, now=now,
+                                                    code_max=code_max, reg_max=reg_max,
+                                                    window=window)
+            # Kept in a tuple: the answer may be None, and a retry must still see it.
+            self._remember(marker, (left,), now)
+            return left
 
     def finish(self, address_id, op_id):
         with self.lock:
@@ -250,6 +277,8 @@ class MemoryStore(PendingStore):
                 self.cooldowns[address_id] = (True, now + cooldown)
             expires = self.hourly[address_id][1] if sent else now + 3600
             self.hourly[address_id] = (sent + 1, expires)
+            # An email goes out: the stand-in code's count starts again (see check_code).
+            self.code_attempts.pop(address_id, None)
             return 0
 
     def _drop_expired_records(self, now):
@@ -262,7 +291,7 @@ class MemoryStore(PendingStore):
             # /metrics call this often, so the bookkeeping tables cannot grow without bound),
             # then len() is O(1).
             self._drop_expired_records(now)
-            for table in (self.attempts, self.ops, self.cooldowns, self.hourly):
+            for table in self._bookkeeping():
                 table.sweep(now)
             return len(self.records)
 
@@ -270,9 +299,13 @@ class MemoryStore(PendingStore):
         with self.lock:
             now = self.clock() if now is None else now
             removed = self._drop_expired_records(now)
-            for table in (self.attempts, self.ops, self.cooldowns, self.hourly):
+            for table in self._bookkeeping():
                 table.sweep(now)
             return removed
+
+    def _bookkeeping(self):
+        """The tables beside the records, swept of what has expired by count and cleanup."""
+        return (self.attempts, self.code_attempts, self.ops, self.cooldowns, self.hourly)
 
     def ping(self):
         return 0.0

@@ -158,14 +158,16 @@ class CodeCheck:
 
     status is one of: ok (claimed for promotion), wrong, unknown (no registration), expired,
     code_dead (per-code cap reached), locked (per-address cap reached), busy (being verified),
-    verified (promoted and removed), unavailable (memory fallback cannot tell).
+    wrong_password (a right code or link whose completion check failed), verified (promoted
+    and removed), unavailable (memory fallback cannot tell). `attempts_left` comes with every
+    counted refusal (wrong, unknown, expired, wrong_password): the tries left before the code
+    dies or the address locks, whichever comes first.
     """
 
     status: str
     registration: PendingRegistration | None = None
     attempts_left: int | None = None
     retry_after: int | None = None
-    address_left: int | None = None  # wrong codes the address has left (refused checks)
     result: object = None
 
 

@@ -9,9 +9,7 @@ import time
 from pathlib import Path
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
-from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.cluster import RedisCluster
 
 from .base import PendingStore
 from .model import (DEFAULT_LOCALE, CodeCheck, PendingRegistration, ResendResult,
@@ -27,56 +25,6 @@ _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encod
 OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN", "BUSY",
                   "TRYAGAIN")
 INFO_FIELDS = ("connected_clients", "used_memory_human", "uptime_in_seconds")
-
-
-class MasterFollowingPool(SentinelConnectionPool):
-    """A Sentinel pool that asks the sentinels for the master at every checkout.
-
-    redis-py's own pool asks only when it opens a connection, so after a failover its pooled
-    connections keep writing to the old master until Sentinel demotes it (about 10 s later),
-    and the demotion throws those writes away. Asking first closes idle connections to the old
-    master, and connections to it that were in use are dropped when released.
-    """
-
-    def get_connection(self, *args, **kwargs):
-        try:
-            self.get_master_address()
-        except MasterNotFoundError:
-            pass  # the sentinels cannot tell now: keep the connections we have
-        return super().get_connection(*args, **kwargs)
-
-
-def build_client(url: str, *, timeout: float = 1.0, sentinels=None, sentinel_master=None):
-    """One Redis client (and its connection pool) with explicit timeouts and a bounded retry."""
-    # redis-py's defaults changed across versions (no timeouts before 8.0): set every limit.
-    options = dict(
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 2),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-        health_check_interval=15,
-    )
-    if sentinels:
-        sentinel = Sentinel(sentinels, socket_connect_timeout=timeout, socket_timeout=timeout)
-        return sentinel.master_for(sentinel_master, connection_pool_class=MasterFollowingPool,
-                                   **{**master_options(url), **options})
-    return redis.Redis.from_url(url, **options)
-
-
-def master_options(url: str) -> dict:
-    """REDIS_URL's user, password, database and TLS, for the master that Sentinel names.
-
-    With REDIS_SENTINELS the URL's host and port are not used, but an ACL-protected master
-    still needs the credentials (without them every command answers NOAUTH).
-    """
-    if not url.startswith(("redis://", "rediss://")):
-        return {}
-    parsed = redis.connection.parse_url(url)
-    master = {key: parsed[key] for key in ("username", "password", "db") if key in parsed}
-    if url.startswith("rediss://"):
-        master["ssl"] = True  # SentinelConnectionPool then uses its SSL connection class
-        master.update({key: value for key, value in parsed.items() if key.startswith("ssl_")})
-    return master
 
 
 def script_source(name: str) -> str:
@@ -109,7 +57,8 @@ def _translate_errors(method):
 
 
 class RedisStore(PendingStore):
-    """Keys: <prefix>pending:<id> (hash), count, attempts:<id>, op:<id>, mail:*.
+    """Keys: <prefix>pending:<id> (hash), count, attempts:<id>, code-attempts:<id>, op:<id>,
+    mail:*.
 
     Earlier versions also kept token:<hex digest> (link lookups) and index (a sorted set); the
     scripts upgrade what they find of that layout, and `migrate` upgrades the rest.
@@ -130,6 +79,11 @@ class RedisStore(PendingStore):
     @_translate_errors
     def load_scripts(self) -> None:
         """SCRIPT LOAD every script in one round trip (at start-up and after a Redis restart)."""
+        if isinstance(self.client, RedisCluster):
+            # redis-py's cluster pipeline refuses SCRIPT LOAD; each call reaches every master.
+            for script in self.scripts.values():
+                self.client.script_load(script.script)
+            return
         pipe = self.client.pipeline(transaction=False)
         for script in self.scripts.values():
             pipe.script_load(script.script)
@@ -154,7 +108,14 @@ class RedisStore(PendingStore):
         return self.prefix + "pending:" + address_id
 
     def _allowance_keys(self, address_id):
-        return [self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id)]
+        """The email allowance's keys, and the per-code count of an address with no record
+        (check_code.lua), which every email the allowance lets out starts again."""
+        return [self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id),
+                self.code_attempts_key(address_id)]
+
+    def code_attempts_key(self, address_id: str) -> str:
+        """Wrong codes against the stand-in code of an address with no pending record."""
+        return self.prefix + "code-attempts:" + address_id
 
     @staticmethod
     def _fields(reg, expires) -> str:
@@ -210,15 +171,19 @@ class RedisStore(PendingStore):
                 return PendingRegistration.from_mapping(mapping, address_id)
             return None
         # A link of the earlier format: its lookup key names the record (two round trips).
-        for digest in digests:
-            found = self.client.get(self.key("token", digest))
-            if not found:
-                continue
-            mapping = self.client.hgetall(self.pending_key(found.decode()))
+        for digest, found in self._legacy_token_ids(digests):
+            mapping = self.client.hgetall(self.pending_key(found))
             stored = mapping.get(b"o") or mapping.get(b"token_digest")
             if stored and hmac.compare_digest(stored, digest.encode()):
-                return PendingRegistration.from_mapping(mapping, found.decode())
+                return PendingRegistration.from_mapping(mapping, found)
         return None
+
+    def _legacy_token_ids(self, digests):
+        """(digest, address id) for each lookup key of an earlier-format link that exists."""
+        for digest in digests:
+            found = self.client.get(self.key("token", digest))
+            if found:
+                yield digest, found.decode()
 
     @_translate_errors
     def delete(self, address_id):
@@ -230,7 +195,7 @@ class RedisStore(PendingStore):
         """A check script's answer (see scripts/_answer.lua) as a CodeCheck; `build` makes the
         claimed record from its fields and id."""
         head, _, claimed = raw.partition(b"\n")
-        status, attempts_left, retry_after, address_left = head.decode().split(" ")
+        status, attempts_left, retry_after = head.decode().split(" ")
         reg = None
         if claimed:
             address_id, _, record = claimed.partition(b"\n")
@@ -238,8 +203,7 @@ class RedisStore(PendingStore):
             reg = build(dict(zip(flat[::2], flat[1::2])), address_id.decode())
         return CodeCheck(status, registration=reg,
                          attempts_left=int(attempts_left) if attempts_left else None,
-                         retry_after=int(retry_after) if retry_after else None,
-                         address_left=int(address_left) if address_left else None)
+                         retry_after=int(retry_after) if retry_after else None)
 
     @_translate_errors
     def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
@@ -247,26 +211,41 @@ class RedisStore(PendingStore):
         caps = f"{code_ttl} {code_max} {reg_max} {window} {claim_seconds} {int(count_unknown)}"
         raw = self._eval(
             "check_code", [self.pending_key(address_id), self.count_key,
-                           self.prefix + "attempts:" + address_id, self.prefix + "op:" + op_id],
+                           self.prefix + "attempts:" + address_id, self.prefix + "op:" + op_id,
+                           self.code_attempts_key(address_id)],
             [address_id, now, caps, op_id, *digests])
         return self._decode(raw)
 
     @_translate_errors
-    def claim_token(self, address_id, digests, *, now, claim_seconds, op_id):
+    def claim_token(self, address_id, digests, *, now, claim_seconds, op_id, reg_max=None):
         op_key = self.prefix + "op:" + op_id
+        cap = "" if reg_max is None else reg_max
         if address_id is None:
-            raw = self._eval("claim_legacy", [op_key, self.count_key],
-                             [self.prefix, now, claim_seconds, op_id, *digests])
+            keys, counted = [op_key, self.count_key], ""
+            if reg_max is not None:
+                # The script may only touch the keys it is given, and which record (so which
+                # counter) an earlier-format link names is read from its lookup key: find it
+                # first (links of that format only; the script checks it still names it).
+                counted = next((found for _, found in self._legacy_token_ids(digests)), "")
+                if counted:
+                    keys.append(self.key("attempts", counted))
+            raw = self._eval("claim_legacy", keys,
+                             [self.prefix, now, claim_seconds, op_id, cap, counted, *digests])
         else:
-            raw = self._eval("claim_token", [self.pending_key(address_id), op_key],
-                             [address_id, now, claim_seconds, op_id, *digests])
+            keys = [self.pending_key(address_id), op_key]
+            if reg_max is not None:
+                keys.append(self.key("attempts", address_id))
+            raw = self._eval("claim_token", keys,
+                             [address_id, now, claim_seconds, op_id, cap, *digests])
         return self._decode(raw)
 
     @_translate_errors
-    def release(self, address_id, op_id, *, count_wrong, window):
-        self._eval("release", [self.pending_key(address_id),
-                               self.key("attempts", address_id), self.key("op", op_id, "release")],
-                   [op_id, 1 if count_wrong else 0, window])
+    def release(self, address_id, op_id, *, count_wrong, window, code_max=0, reg_max=0):
+        left = int(self._eval(
+            "release", [self.pending_key(address_id), self.key("attempts", address_id),
+                        self.key("op", op_id, "release")],
+            [op_id, 1 if count_wrong else 0, window, code_max, reg_max]))
+        return None if left < 0 else left
 
     @_translate_errors
     def finish(self, address_id, op_id):
@@ -303,8 +282,9 @@ class RedisStore(PendingStore):
     @_translate_errors
     def reserve_email(self, address_id, *, cooldown, per_hour, now, op_id=None):
         op_id = op_id or new_op_id()
-        return int(self._eval("reserve_email", [*self._allowance_keys(address_id),
-                                                self.key("op", op_id)], [cooldown, per_hour]))
+        cooldown_key, hour_key, code_attempts_key = self._allowance_keys(address_id)
+        return int(self._eval("reserve_email", [cooldown_key, hour_key, self.key("op", op_id),
+                                                code_attempts_key], [cooldown, per_hour]))
 
     @_translate_errors
     def count(self, now):
@@ -355,6 +335,10 @@ class RedisStore(PendingStore):
     @_translate_errors
     def probe(self, now):
         """PING, INFO and the pending count in one round trip (for /health)."""
+        if isinstance(self.client, RedisCluster):
+            # redis-py's cluster pipeline refuses PING and INFO: three calls, each routed (and
+            # retried across a failover) by the cluster client.
+            return self.ping(), self.info(), self.count(now)
         count_script = self.scripts["count"]
         pipe = self.client.pipeline(transaction=False)
         pipe.ping()

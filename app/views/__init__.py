@@ -60,7 +60,6 @@ def remember_signup(email: str, started: float, browser_key: str) -> None:
     """Mark this browser as the one that signed up with `email`, and when it started."""
     session["signup_email"] = email
     session["signup_key"] = browser_key  # its digest is stored with the registration
-    session.pop("code_wrongs", None)  # a new code: the attempts count starts again
     session["last_email"] = email
     # /verify/status reports "verified" only for an account created after this moment, so an
     # address that already had an account looks exactly like one still waiting (SPEC 3).

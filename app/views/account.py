@@ -1,18 +1,23 @@
-"""Sign in, sign out and the account page."""
+"""Sign in, sign out, and the account page: change the password, delete the account."""
 
 import secrets
 import time
 
-from flask import Blueprint, flash, redirect, render_template, session, url_for
-from flask_babel import gettext as _, ngettext
+from flask import Blueprint, flash, redirect, request, session, url_for
+from flask_babel import get_locale, gettext as _, ngettext
 
 from .. import accounts
-from ..forms import LoginForm, LogoutForm
+from ..errors import handle_rate_limited, rate_limited_answer
+from ..forms import ChangePasswordForm, DeleteAccountForm, LoginForm, LogoutForm
 from ..pending import StoreUnavailable
 from . import remember_email_allowance, remember_signup, render_form, unavailable
 
 bp = Blueprint("account", __name__)
 LOGIN_TEMPLATE = "account/login.html"
+ACCOUNT_TEMPLATE = "account/account.html"
+# The account page's forms, by the endpoint each posts to, and the name the template gives it.
+ACCOUNT_FORMS = {"account.change_password": ("password_form", ChangePasswordForm),
+                 "account.delete": ("delete_form", DeleteAccountForm)}
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -77,10 +82,79 @@ def logout():
     return render_form("account/logout.html", 400 if form.is_submitted() else 200, form=form)
 
 
+def account_forms(user, **shown) -> dict:
+    """The account page's context: the user and both forms (`shown` ones as they were posted)."""
+    return {"user": user,
+            "password_form": shown.get("password_form")
+            or ChangePasswordForm(formdata=None, owner_email=user.email),
+            "delete_form": shown.get("delete_form") or DeleteAccountForm(formdata=None)}
+
+
 @bp.get("/account")
 def account():
     """The signed-in user's page."""
     user = accounts.current_user()
     if user is None:
         return redirect(url_for("account.login"))
-    return render_template("account/account.html", user=user)
+    return render_form(ACCOUNT_TEMPLATE, **account_forms(user))
+
+
+def _account_post(name: str, form_for, act, password_field: str, wrong: str, done: tuple):
+    """The steps both account forms share.
+
+    Signed out: to the sign-in page. Invalid fields: the page again (400). `act(user, form)`
+    returns False for a wrong password, said by `password_field` (400); a database that is
+    down: 503. Success flashes `done`'s message (with its category) and redirects to its
+    endpoint.
+    """
+    user = accounts.current_user()
+    if user is None:
+        return redirect(url_for("account.login"), 303)
+    form = form_for(user)
+    context = account_forms(user, **{name: form})
+    if form.validate_on_submit():
+        try:
+            if act(user, form):
+                message, category, endpoint = done
+                flash(message, category)
+                return redirect(url_for(endpoint), 303)
+        except accounts.DatabaseUnavailable:
+            return unavailable(ACCOUNT_TEMPLATE, form, **context)
+        getattr(form, password_field).errors = [wrong]
+    return render_form(ACCOUNT_TEMPLATE, 400, **context)
+
+
+@bp.post("/account/password")
+def change_password():
+    """Change the password: other sessions end, this one stays, the owner is emailed."""
+    return _account_post(
+        "password_form", lambda user: ChangePasswordForm(owner_email=user.email),
+        lambda user, form: accounts.change_password(
+            user, form.current_password.data, form.password.data, str(get_locale())),
+        "current_password", _("That is not your current password."),
+        (_("Your password was changed. Any other device signed in to your account was signed "
+           "out."), "success", "account.account"))
+
+
+@bp.post("/account/delete")
+def delete():
+    """Delete the account with its password: the row goes, every session ends, a goodbye email."""
+    return _account_post(
+        "delete_form", lambda _user: DeleteAccountForm(),
+        lambda user, form: accounts.delete_account(user, form.password.data, str(get_locale())),
+        "password", _("That is not your password."),
+        (_("Your account was deleted, and you are signed out everywhere. You can sign up again "
+           "with the same address at any time."), "info", "main.index"))
+
+
+@bp.errorhandler(429)
+def rate_limited(exc):
+    """The account page's forms over the per-IP limit: the page again, with when to retry."""
+    user = accounts.current_user()
+    if request.endpoint not in ACCOUNT_FORMS or user is None:
+        return handle_rate_limited(exc)
+    message, headers = rate_limited_answer()
+    name, form_class = ACCOUNT_FORMS[request.endpoint]
+    form = form_class(formdata=None)
+    form.form_errors.append(message)
+    return render_form(ACCOUNT_TEMPLATE, 429, headers, **account_forms(user, **{name: form}))

@@ -18,7 +18,6 @@ def resend():
     if refused:
         return refused
     session["last_email"] = email
-    session.pop("code_wrongs", None)  # a new code (if one was waiting): tries start again
     if outcome.email_sent:
         flash(_("If a registration is waiting for this address, we've sent a new code."), "info")
     else:

@@ -55,48 +55,43 @@ def signup_status() -> str:
 
 
 # Answers that refuse a code. They must read the same whether the address is new, pending,
-# already a user or unknown: otherwise the page would tell an account exists.
-REFUSED = ("wrong", "unknown", "expired", "code_dead")
+# already a user or unknown, and whether the code was right but the password given with it
+# wrong: otherwise the page would tell an account exists, or confirm a code.
+REFUSED = ("wrong", "unknown", "expired", "code_dead", "wrong_password")
 
 
-def wrong_codes_here(email: str | None) -> int:
-    """Refused codes this browser has sent for its current code for `email`."""
-    data = session.get("code_wrongs")
-    if isinstance(data, dict) and data.get("email") == email and isinstance(data.get("n"), int):
-        return data["n"]
-    return 0
-
-
-def forget_wrong_codes() -> None:
-    """A new code was issued (signup, resend): this browser starts counting again."""
-    session.pop("code_wrongs", None)
-
-
-def _refused_message(result, email, same_browser) -> str:
+def _refused_message(result, same_browser) -> str:
     """The words for a refused code.
 
     Any other browser only hears "not right". The signing-up browser is also told how many
-    tries are left; where no registration stands behind the address (it is already a user, or
-    unknown) the count is worked out from this browser's own tries and the per-address
-    counter, exactly as a pending registration would report it, so the two cannot be told
-    apart.
+    tries are left, as the store counted them: every refusal counts on the code and on the
+    address whatever the address's state (with no registration, on a stand-in for the code),
+    so the numbers cannot tell a pending address from one with an account, and a copied
+    cookie cannot reset them.
     """
     message = _("That code is not right (or has expired).")
-    if not same_browser or not email:
+    if not same_browser:
         return message
-    code_max = current_app.config["CODE_MAX_ATTEMPTS"]
-    tried = wrong_codes_here(email)
-    session["code_wrongs"] = {"email": email, "n": tried + 1}
-    if result.status == "code_dead" or (result.status != "wrong" and tried >= code_max):
+    if result.status == "code_dead":
         return _("This code was tried too many times. Ask for a new code.")
-    if result.status == "wrong":
-        left = result.attempts_left
-    else:
-        left = min(code_max - tried - 1, result.address_left if result.address_left is not None
-                   else code_max)
-    if left is None:
+    if result.attempts_left is None:
         return message
-    return message + " " + _("Attempts left: %(n)d.", n=max(0, left))
+    return message + " " + _("Attempts left: %(n)d.", n=result.attempts_left)
+
+
+def _locked_message(template: str, retry_after: int) -> str:
+    """The per-address lock, in minutes; on the link page, the way that still works."""
+    minutes = max(1, -(-retry_after // 60))
+    if template == LINK_TEMPLATE:
+        return ngettext(
+            "Too many wrong tries for this address. You can try again in %(num)d minute, or "
+            "confirm in the browser you signed up with.",
+            "Too many wrong tries for this address. You can try again in %(num)d minutes, or "
+            "confirm in the browser you signed up with.", minutes)
+    return ngettext(
+        "Too many wrong codes for this address. You can try again in %(num)d minute.",
+        "Too many wrong codes for this address. You can try again in %(num)d minutes.",
+        minutes)
 
 
 def _finish(result, form, template, headers=None, **context):
@@ -111,10 +106,10 @@ def _finish(result, form, template, headers=None, **context):
         flash(_("Your address is verified. Welcome!"), "success")
         return redirect(url_for("account.account"), 303)
     status, message, field = 400, None, getattr(form, "code", None)
-    if result.status in REFUSED:
-        message = _refused_message(result, getattr(form.email, "normalised", None),
-                                   context.get("same_browser"))
+    if result.status in REFUSED and template == CODE_TEMPLATE:
+        message = _refused_message(result, context.get("same_browser"))
     elif result.status == "wrong_password":
+        # The link page: its token was emailed, so saying the password failed confirms nothing.
         field = form.password
         # The address was signed up again (perhaps by someone else) since this browser did:
         # it has to give that signup's password now, so the field is shown.
@@ -124,10 +119,7 @@ def _finish(result, form, template, headers=None, **context):
     elif result.status == "locked":
         status = 429
         headers["Retry-After"] = str(result.retry_after or 60)
-        message = ngettext(
-            "Too many wrong codes for this address. You can try again in %(num)d minute.",
-            "Too many wrong codes for this address. You can try again in %(num)d minutes.",
-            max(1, -(-(result.retry_after or 60) // 60)))
+        message = _locked_message(template, result.retry_after or 60)
     elif result.status == "busy":
         status = 409
         message = _("This registration is being verified right now. Wait a moment and sign in.")

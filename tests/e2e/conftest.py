@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import signal
 import sqlite3
 import subprocess
 import time
@@ -23,6 +25,9 @@ HTTP_TIMEOUT = 30
 # Access log with the worker's pid (written "<pid>") and the step a test names in the
 # X-E2E-Step header, so a test can see which worker served which request.
 PID_ACCESS_LOG_FORMAT = '%(p)s %(s)s "%(r)s" step=%({x-e2e-step}i)s'
+# For a server whose workers a test pauses (GunicornServer.only_worker): the master must not
+# take a paused worker for a hung one and replace it (gunicorn.conf.py's timeout is 30 s).
+PAUSE_SAFE_ARGS = ("--timeout", "600")
 # Servers running now: their new log output is checked after every test.
 RUNNING: list["GunicornServer"] = []
 
@@ -30,7 +35,8 @@ class GunicornServer:
     """`gunicorn wsgi:app` as a subprocess, its stdout and stderr captured in files."""
 
     def __init__(self, directory: Path, redis_url: str, smtp_port: int, *, workers: int = 2,
-                 extra_env: dict | None = None, access_log_format: str | None = None):
+                 extra_env: dict | None = None, access_log_format: str | None = None,
+                 extra_args: tuple[str, ...] = ()):
         self.directory = Path(directory)
         self.port = free_port()
         self.workers = workers
@@ -38,6 +44,7 @@ class GunicornServer:
         self.stdout_path = self.directory / "gunicorn.stdout"
         self.stderr_path = self.directory / "gunicorn.stderr"
         self.access_log_format = access_log_format
+        self.extra_args = list(extra_args)
         self.env = {
             **os.environ,
             "APP_ENV": "development",
@@ -47,6 +54,8 @@ class GunicornServer:
             "MAIL_PORT": str(smtp_port),
             "SECRET_KEY": secrets.token_urlsafe(48),
             "APP_BASE_URL": self.base_url,
+            # As `make run` exports it: where links point when APP_BASE_URL is unset.
+            "PORT": str(self.port),
             "RESEND_COOLDOWN_SECONDS": "0",
             "RESEND_MAX_PER_HOUR": "1000",
             "RATELIMIT_ENABLED": "off",
@@ -62,15 +71,18 @@ class GunicornServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "GunicornServer":
-        """Start gunicorn and wait until a worker answers."""
+        """Start gunicorn (again, on the same port, after a crash) and wait until a worker
+        answers."""
         args = [str(GUNICORN), "--no-control-socket", "-c", "gunicorn.conf.py",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)]
         if self.access_log_format:
             args += ["--access-logformat", self.access_log_format]
-        args.append("wsgi:app")
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+        args += [*self.extra_args, "wsgi:app"]
+        # Appended to: a server started again after a crash keeps one log.
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=err)
-        RUNNING.append(self)
+        if self not in RUNNING:
+            RUNNING.append(self)
         deadline = time.monotonic() + timeout
         wait_for_port(self.port, timeout)
         while time.monotonic() < deadline:
@@ -83,6 +95,37 @@ class GunicornServer:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gunicorn did not start:\n{self.output()}")
+
+    def worker_pids(self, timeout: float = 30.0) -> list[int]:
+        """The pids of the master's worker processes (Linux /proc), once all of them run."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = sorted(int(pid) for pid in children.read_text().split())
+            if len(pids) == self.workers:
+                return pids
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pids)} of {self.workers} gunicorn workers run: {pids}")
+            time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def only_worker(self, pid: int):
+        """Pause (SIGSTOP) every other worker, so that new connections can reach only `pid`.
+
+        Which worker accepts a connection is the kernel's choice; a paused worker cannot call
+        accept(), so the one left running takes every new connection, on every run. Use it
+        with `Browser(new_connection_per_request=True)`: a kept-alive connection to a paused
+        worker would wait. Start the server with a long `--timeout` (PAUSE_SAFE_ARGS), or the
+        master kills a worker paused longer than gunicorn's heartbeat timeout.
+        """
+        others = [other for other in self.worker_pids() if other != pid]
+        for other in others:
+            os.kill(other, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for other in others:
+                os.kill(other, signal.SIGCONT)
 
     def output(self) -> str:
         """Everything gunicorn and the app wrote so far (stdout, then stderr)."""
@@ -173,9 +216,19 @@ def capped_server(tmp_path_factory, redis_server, smtp_server):
 
 @pytest.fixture(scope="module")
 def three_worker_server(tmp_path_factory, redis_server, smtp_server):
-    """The app under gunicorn with 3 workers, logging which worker served each request."""
+    """The app under gunicorn with 3 workers, logging which worker served each request; a test
+    may pause workers (GunicornServer.only_worker)."""
     yield from start_gunicorn(tmp_path_factory, redis_server, smtp_server, "gunicorn-three",
-                              db=2, workers=3, access_log_format=PID_ACCESS_LOG_FORMAT)
+                              db=2, workers=3, access_log_format=PID_ACCESS_LOG_FORMAT,
+                              extra_args=PAUSE_SAFE_ARGS)
+
+
+@pytest.fixture(scope="module")
+def proxied_server(tmp_path_factory, redis_server, smtp_server):
+    """The app under gunicorn without APP_BASE_URL, trusting one proxy (TRUSTED_PROXIES=1)."""
+    yield from start_gunicorn(tmp_path_factory, redis_server, smtp_server, "gunicorn-proxied",
+                              db=3, workers=1,
+                              extra_env={"APP_BASE_URL": "", "TRUSTED_PROXIES": "1"})
 
 
 class Browser:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Browser, code_and_link, new_address
+from ..helpers import text_of
+from .conftest import PASSWORD, Browser, code_and_link, new_address, user_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -47,6 +49,16 @@ def with_cookie(server, cookie: str) -> Browser:
     return browser
 
 
+def deleted_total(server) -> float:
+    """signup_accounts_deleted_total as /metrics shows it (the sum over gunicorn's workers)."""
+    text = Browser(server.base_url).get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "signup_accounts_deleted_total":
+                return sample.value
+    return 0.0
+
+
 def shows_account(browser: Browser, address: str) -> bool:
     """True when /account answers 200 with the address on it."""
     page = browser.get("/account")
@@ -81,3 +93,70 @@ def test_logout_on_one_device_ends_the_session_on_another(live_server, smtp_serv
 
     assert_redirect(laptop.login(address), "/account")
     assert shows_account(laptop, address)
+
+
+NEW_PASSWORD = "a brand new long passphrase"
+
+
+def test_password_change_keeps_this_browser_and_refuses_the_others(live_server, smtp_server):
+    """After a change: this browser stays signed in; another device and a copied cookie are
+    refused; the owner is emailed; only the new password signs in."""
+    laptop, address = signed_in(live_server, smtp_server, "chpw")
+    phone = Browser(live_server.base_url)
+    assert_redirect(phone.login(address), "/account")
+    copied = cookie_of(laptop)
+
+    wrong = laptop.post_form("/account/password", {
+        "current_password": "not the password", "password": NEW_PASSWORD,
+        "confirm": NEW_PASSWORD}, form_path="/account")
+    assert wrong.status_code == 400 and "That is not your current password." in wrong.text
+    assert shows_account(phone, address)  # a refused change ends nothing
+
+    answer = laptop.post_form("/account/password", {
+        "current_password": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+        form_path="/account")
+    assert_redirect(answer, "/account")
+    assert shows_account(laptop, address)
+    assert_redirect(phone.get("/account"), "/login")
+    assert_redirect(with_cookie(live_server, copied).get("/account"), "/login")
+
+    notice = smtp_server.wait_for(address, 2)
+    assert notice["Subject"] == "Your password was changed"
+    assert f"{live_server.base_url}/login" in text_of(notice)
+    rows = user_rows(live_server.database, address)
+    assert len(rows) == 1 and rows[0]["password_hash"].startswith("$argon2id$")
+    assert Browser(live_server.base_url).login(address, PASSWORD).status_code == 400
+    assert_redirect(Browser(live_server.base_url).login(address, NEW_PASSWORD), "/account")
+    logs = live_server.output()
+    assert NEW_PASSWORD not in logs and PASSWORD not in logs
+
+
+def test_delete_ends_every_session_and_the_address_signs_up_again(live_server, smtp_server):
+    """Delete: the row goes, every session (this one, another device, a copy) is refused, a
+    goodbye email; the same address then signs up and verifies as new, and no cookie of the
+    deleted account opens the new one."""
+    laptop, address = signed_in(live_server, smtp_server, "delete")
+    phone = Browser(live_server.base_url)
+    assert_redirect(phone.login(address), "/account")
+    copied = cookie_of(laptop)
+    deleted_before = deleted_total(live_server)
+
+    answer = laptop.post_form("/account/delete", {"password": PASSWORD}, form_path="/account")
+    assert_redirect(answer, "/")
+    assert deleted_total(live_server) == deleted_before + 1  # summed over both workers
+    assert user_rows(live_server.database, address) == []
+    for browser in (laptop, phone, with_cookie(live_server, copied)):
+        assert_redirect(browser.get("/account"), "/login")
+    goodbye = smtp_server.wait_for(address, 2)
+    assert goodbye["Subject"] == "Your account was deleted"
+    assert f"{live_server.base_url}/signup" in text_of(goodbye)
+    assert phone.login(address).status_code == 400
+
+    again = Browser(live_server.base_url)
+    assert_redirect(again.signup(address, password=NEW_PASSWORD), "/verify")
+    code, _link = code_and_link(smtp_server, address, count=3)
+    assert_redirect(again.verify(address, code), "/account")
+    assert shows_account(again, address)
+    for browser in (laptop, phone, with_cookie(live_server, copied)):
+        assert not shows_account(browser, address)
+    assert len(user_rows(live_server.database, address)) == 1

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections import defaultdict
 from urllib.parse import urlsplit
 
 import pytest
 
-from ..helpers import text_of
+from ..helpers import html_of, text_of
 from .conftest import (
     PASSWORD,
     Browser,
@@ -337,26 +338,88 @@ def test_redis_holds_only_digests_and_one_hash_per_registration(live_server, smt
 
 
 def test_three_workers_ten_registrations(three_worker_server, smtp_server):
-    """Under 3 workers, 10 registrations in a row succeed wherever signup and verify land."""
+    """Under 3 workers, 10 registrations in a row succeed with signup and verify served by
+    different workers.
+
+    Which worker accepts a connection is the kernel's choice, so the others are paused while
+    the chosen one serves (GunicornServer.only_worker): registration n signs up on worker n % 3
+    and verifies on worker (n + 1) % 3, the same on every run.
+    """
+    pids = three_worker_server.worker_pids()
+    chosen = {}  # step -> pid made to serve it
     for number in range(10):
         browser = Browser(three_worker_server.base_url, new_connection_per_request=True)
         address = new_address(f"worker{number}")
-        step = {"X-E2E-Step": f"reg{number}-signup"}
-        assert_redirect(browser.signup(address, headers=step), "/verify")
+        step = f"reg{number}-signup"
+        chosen[step] = pids[number % 3]
+        with three_worker_server.only_worker(chosen[step]):
+            assert_redirect(browser.signup(address, headers={"X-E2E-Step": step}), "/verify")
         code, _link = code_and_link(smtp_server, address)
-        step = {"X-E2E-Step": f"reg{number}-verify"}
-        assert_redirect(browser.verify(address, code, headers=step), "/account")
+        step = f"reg{number}-verify"
+        chosen[step] = pids[(number + 1) % 3]
+        with three_worker_server.only_worker(chosen[step]):
+            assert_redirect(browser.verify(address, code, headers={"X-E2E-Step": step}),
+                            "/account")
         assert address in browser.get("/account").text
         assert len(user_rows(three_worker_server.database, address)) == 1
 
-    served_by = defaultdict(set)
-    for line in three_worker_server.access_log().splitlines():
-        match = re.match(r'^<(\d+)> (\d{3}) "POST \S+ [^"]*" step=(reg\d+-\w+)$', line)
-        if match:
-            served_by[match.group(3)].add(match.group(1))
-    assert len(served_by) == 20, served_by
-    workers = set().union(*served_by.values())
-    assert len(workers) >= 2, f"every POST was served by one worker: {workers}"
+    def served_by() -> dict:
+        """step -> pids that answered its POST, from the access log."""
+        found = defaultdict(set)
+        for line in three_worker_server.access_log().splitlines():
+            match = re.match(r'^<(\d+)> (\d{3}) "POST \S+ [^"]*" step=(reg\d+-\w+)$', line)
+            if match:
+                found[match.group(3)].add(int(match.group(1)))
+        return found
+
+    # A worker writes its access-log line after the response: wait (bounded) for all 20.
+    deadline = time.monotonic() + 10
+    while len(served_by()) < len(chosen) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert served_by() == {step: {pid} for step, pid in chosen.items()}
+
+
+SPOOFED = "evil.example"
+URL_RE = re.compile(r"https?://[^\s\"'<>]+")
+
+
+def urls_in(message) -> list[str]:
+    """Every http(s) URL in an email, text and HTML parts."""
+    return URL_RE.findall(text_of(message)) + URL_RE.findall(html_of(message))
+
+
+@pytest.mark.parametrize("spoof", [
+    {"Host": SPOOFED},
+    {"X-Forwarded-Host": SPOOFED},
+    {"Host": SPOOFED, "X-Forwarded-Host": SPOOFED, "X-Forwarded-Proto": "https"},
+], ids=["host", "x-forwarded-host", "both"])
+def test_emailed_links_never_come_from_request_headers(proxied_server, smtp_server, spoof):
+    """No APP_BASE_URL, TRUSTED_PROXIES=1: with a spoofed Host / X-Forwarded-Host, the
+    verification link, the "existing account" sign-in and signup links and the "no signup
+    waiting" link all point at http://127.0.0.1:<PORT>, what `make run` serves."""
+    base = proxied_server.base_url  # http://127.0.0.1:<port>, the server's PORT
+    browser = Browser(base)
+    address = new_address("spoof")
+    assert_redirect(browser.signup(address, headers=spoof), "/verify")
+    verification = smtp_server.wait_for(address)
+    code, link = code_and_link(smtp_server, address)
+    # requests files cookies under the Host header's name: keep sending it.
+    assert_redirect(browser.verify(address, code, headers=spoof), "/account")
+
+    again = Browser(base)
+    assert_redirect(again.signup(address, headers=spoof), "/verify")
+    existing = smtp_server.wait_for(address, 2)
+    stranger = new_address("spoof-unknown")
+    assert_redirect(Browser(base).post_form("/resend", {"email": stranger}, headers=spoof),
+                    "/verify")
+    unknown = smtp_server.wait_for(stranger)
+
+    assert link.startswith(f"{base}/verify/")
+    assert f"{base}/login" in urls_in(existing) and f"{base}/signup" in urls_in(unknown)
+    for message in (verification, existing, unknown):
+        urls = urls_in(message)
+        assert urls and all(url.startswith(base + "/") for url in urls), urls
+        assert SPOOFED not in text_of(message) + html_of(message)
 
 
 def test_health_over_http(live_server, smtp_server):

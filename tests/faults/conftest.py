@@ -1,4 +1,5 @@
-"""Fault-suite fixtures: a report every fault test adds a row to, written at the end of the run.
+"""Fault-suite fixtures: a report every fault test adds a row to, written at the end of the run,
+and the machine's PostgreSQL service with databases created and dropped per test.
 
 `make faults` sets FAULTS_REPORT=docs/reliability.md, which rewrites that page's table from this
 run; every run also writes test-artifacts/faults.json.
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
+
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "test-artifacts" / "faults.json"
@@ -102,3 +104,5 @@ def write_reliability_page(path: Path, report: FaultReport) -> None:
     before, _, rest = text.partition(start)
     _, _, after = rest.partition(end)
     path.write_text(f"{before}{start}\n{header}{report.markdown()}\n{end}{after}")
+
+

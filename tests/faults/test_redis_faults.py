@@ -70,12 +70,7 @@ class RedisServers:
     def cleanup(self):
         """SIGKILL whatever still runs, then remove the data dirs."""
         for server in self.servers:
-            try:
-                server.kill()
-            except Exception:  # noqa: BLE001 (keep going: every other server must end too)
-                if server.process:
-                    server.process.kill()
-            shutil.rmtree(server.dir, ignore_errors=True)
+            server.destroy()
 
 
 @pytest.fixture
@@ -183,23 +178,32 @@ def verify(reg: Registration) -> int:
     return status
 
 
-def reuse(regs: list[Registration], *, expect_code, expect_link) -> tuple[int, int]:
+def reuse(regs: list[Registration], *, expect_code, expect_link,
+          grace_ends: float | None = None) -> tuple[int, int]:
     """Try every used code and link again: (how many verified a second time, how many 503s).
 
     400/404 once the app is sure ("not right", "invalid link"); 503 while it cannot be (fallback
-    or the grace after it). `expect_*` is a status or a tuple of allowed statuses.
+    or the grace after it). `expect_*` is a status or a tuple of allowed statuses. With
+    `grace_ends` (a time.monotonic() no later than the app's grace ends), an answer received
+    after it may also be the sure 400/404: how far a slow machine gets within the grace is
+    chance, what the app may answer is not.
     """
+    def allowed(expected, sure) -> tuple:
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        late = grace_ends is not None and time.monotonic() >= grace_ends
+        return (*expected, sure) if late else expected
+
     twice = unavailable = 0
     for reg in regs:
         code_status = reg.browser.verify(reg.email, reg.code, password=PASSWORD).status_code
         twice += code_status == 303
+        assert code_status in allowed(expect_code, 400), code_status
         link_status = reg.browser.get(reg.link).status_code
         if link_status == 200:  # the confirm form is offered again: press it
             link_status = reg.browser.confirm_link(reg.link, password=PASSWORD).status_code
             twice += link_status == 303
         unavailable += (code_status == 503) + (link_status == 503)
-        assert code_status in (expect_code if isinstance(expect_code, tuple) else (expect_code,))
-        assert link_status in (expect_link if isinstance(expect_link, tuple) else (expect_link,))
+        assert link_status in allowed(expect_link, 404), link_status
     return twice, unavailable
 
 
@@ -373,13 +377,15 @@ def test_redis_returns_probe_drains_without_requests(redis_servers, start_app, s
     assert body["pending_registrations"]["total"] == len(expected), body  # memory drained
     for reg in during:
         assert verify(reg) == 303, reg.email
-    # Still within the 10 s grace: a used code or link answers 503, never a second success.
-    twice, _ = reuse(during, expect_code=503, expect_link=503)
-    row.notes = (f"{2 * len(during)} expected 503s: used codes and links tried again within "
+    # Within the 10 s grace a used code or link answers 503, after it 400/404; never a second
+    # success. The app's grace began after `answered` (its probe saw Redis after the test did).
+    twice, unavailable = reuse(during, expect_code=503, expect_link=503,
+                               grace_ends=answered + GRACE_SECONDS)
+    row.notes = (f"{unavailable} expected 503s: used codes and links tried again within "
                  "the 10 s grace after recovery; time = Redis answering -> records found in "
                  "Redis, with no request to the app")
     close_row(row, server, during, twice=twice)
-    assert row.outcomes["5xx"] == 2 * len(during)
+    assert row.outcomes["5xx"] == unavailable
 
 
 # -- 3. SIGKILL with AOF ----------------------------------------------------------------------

@@ -4,9 +4,12 @@
 -- Resend: new code and token, old ones dead, TTL reset; the per-address counter is untouched.
 -- With the allowance keys, the address's email allowance is taken first (whether or not a
 -- registration exists, so the answer never tells), all in one step, and the answer is kept
--- under the op id so a retried call takes no second email. Without them the step is
--- idempotent as it is (sent twice, it stores the same code and token) and keeps no answer.
--- KEYS: pending hash, count hash[, op result key, cooldown key, hourly key]
+-- under the op id so a retried call takes no second email. An email allowed also starts the
+-- address's stand-in code count again (check_code.lua), as the new code's count starts at 0.
+-- Without them the step is idempotent as it is (sent twice, it stores the same code and
+-- token) and keeps no answer.
+-- KEYS: pending hash, count hash[, op result key, cooldown key, hourly key, per-code attempts
+--       counter of an address with no pending record]
 -- ARGV: address id, ttl_ms, expires_at (whole seconds), code_digest, token_digest, now (ms)
 --       [, cooldown, per_hour]
 -- Returns "updated" (then a space and the registration's locale when it is not the default),
@@ -23,6 +26,7 @@ end
 if op_key then
   local wait = take_allowance(KEYS[4], KEYS[5], tonumber(ARGV[7]), tonumber(ARGV[8]))
   if wait > 0 then return answer('wait ' .. wait) end
+  redis.call('DEL', KEYS[6])
 end
 set_now(tonumber(ARGV[6]) / 1000)
 local FIELDS = {'x', 'o', 'token_digest', 'i', 'k', 'l', 'a', 'u'}
