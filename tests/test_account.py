@@ -310,7 +310,7 @@ def test_change_password_keeps_this_browser_and_ends_the_others(make_app, smtp):
     notice = smtp.wait_for(EMAIL, 2)
     assert notice["Subject"] == "Your password was changed"
     body = text_of(notice)
-    assert EMAIL in body and "/login" in body
+    assert EMAIL in body and "/password/forgot" in body
     assert NEW_PASSWORD not in body and PASSWORD not in body
     assert 'lang="en"' in html_of(notice)
 

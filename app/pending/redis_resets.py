@@ -87,12 +87,13 @@ class RedisResets(ResetStore):
         return RedisStore._decode(raw, PasswordReset.from_mapping)
 
     @_translate_errors
-    def release(self, address_id, op_id, *, count_wrong, window):
+    def release(self, address_id, op_id, *, count_wrong, window, code_max=0, reg_max=0):
         reset_key, attempts_key, _ = self.keys(address_id)
         # release.lua is the pending store's own: the claim and counter fields are the same.
-        self._run("release", [reset_key, attempts_key,
-                              self.op_key(address_id, op_id + ":release")],
-                  [op_id, 1 if count_wrong else 0, window])
+        left = int(self._run("release", [reset_key, attempts_key,
+                                         self.op_key(address_id, op_id + ":release")],
+                             [op_id, 1 if count_wrong else 0, window, code_max, reg_max]))
+        return None if left < 0 else left
 
     @_translate_errors
     def finish(self, address_id, op_id):

@@ -23,8 +23,8 @@ if used >= reg_max then
 end
 local rec = redis.call('HMGET', KEYS[1], 'c', 'i', 'a', 'w', 'z')
 if not rec[2] then
-  if count_unknown == '1' then used = count_wrong() end
-  return answer(KEYS[3], 'unknown', nil, nil, math.max(0, reg_max - used))
+  if count_unknown == '1' then count_wrong() end
+  return answer(KEYS[3], 'unknown')
 end
 if rec[4] and rec[4] ~= ARGV[4] and tonumber(rec[5]) > now then
   return answer(KEYS[3], 'busy')
@@ -37,13 +37,13 @@ elseif tonumber(rec[2]) / 1000 + tonumber(code_ttl) < now then
   refused = 'expired'
 end
 if refused then
-  used = count_wrong()
-  return answer(KEYS[3], refused, nil, nil, math.max(0, reg_max - used))
+  count_wrong()
+  return answer(KEYS[3], refused)
 end
 for i = 5, #ARGV do
   if ARGV[i] == rec[1] then
     redis.call('HSET', KEYS[1], 'w', ARGV[4], 'z', now + tonumber(claim_seconds))
-    return answer(KEYS[3], 'ok', nil, nil, nil, ARGV[1], redis.call('HGETALL', KEYS[1]))
+    return answer(KEYS[3], 'ok', nil, nil, ARGV[1], redis.call('HGETALL', KEYS[1]))
   end
 end
 tried = redis.call('HINCRBY', KEYS[1], 'a', 1)

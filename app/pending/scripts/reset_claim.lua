@@ -16,7 +16,7 @@ if rec[1] and tonumber(rec[2]) >= now then
         return answer(KEYS[2], 'busy')
       end
       redis.call('HSET', KEYS[1], 'w', ARGV[4], 'z', now + tonumber(ARGV[3]))
-      return answer(KEYS[2], 'ok', nil, nil, nil, ARGV[1], redis.call('HGETALL', KEYS[1]))
+      return answer(KEYS[2], 'ok', nil, nil, ARGV[1], redis.call('HGETALL', KEYS[1]))
     end
   end
 end
