@@ -122,7 +122,7 @@ def test_password_change_keeps_this_browser_and_refuses_the_others(live_server, 
 
     notice = smtp_server.wait_for(address, 2)
     assert notice["Subject"] == "Your password was changed"
-    assert f"{live_server.base_url}/login" in text_of(notice)
+    assert f"{live_server.base_url}/password/forgot" in text_of(notice)
     rows = user_rows(live_server.database, address)
     assert len(rows) == 1 and rows[0]["password_hash"].startswith("$argon2id$")
     assert Browser(live_server.base_url).login(address, PASSWORD).status_code == 400
