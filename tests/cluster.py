@@ -27,9 +27,6 @@ SLOTS = 16384
 START_ATTEMPTS = 5  # another process may take a port between the check and the bind
 
 
-CROSSSLOT_REASON = "key layout not yet hash-tagged — issue 12 §1"
-
-
 class CrossSlot(RedisClusterException):
     """One command or script touched keys in more than one slot (or keys it was not given)."""
 
@@ -48,11 +45,6 @@ class SlotCheckingCluster(RedisCluster):
             if "must map to the same key slot" in str(exc):
                 raise CrossSlot(str(exc)) from exc
             raise
-
-
-# For a test that fails on a cluster only because the key layout does not put one call's keys
-# in one slot yet: strict, so the test reports once the layout is fixed and the mark can go.
-expect_crossslot = pytest.mark.xfail(strict=True, raises=CrossSlot, reason=CROSSSLOT_REASON)
 
 
 def check_slots(monkeypatch) -> None:

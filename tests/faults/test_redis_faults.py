@@ -149,7 +149,8 @@ def health(server: GunicornServer) -> tuple[int, dict]:
 
 def pending_key(email: str) -> str:
     """The Redis key of an address's pending registration (the app runs with SECRET)."""
-    return f"signup:pending:{DIGESTER.address_id(email)}"
+    aid = DIGESTER.address_id(email)
+    return f"signup:pending:{{{aid[0]}}}:{aid}"
 
 
 def pending_keys(client) -> set[str]:
