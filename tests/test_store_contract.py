@@ -11,10 +11,11 @@ from unittest import mock
 
 import fakeredis
 import pytest
+import redis
 
 from app.pending.manager import Limits, PendingRegistrationManager
 from app.pending.memory import MemoryStore
-from app.pending.model import PendingRegistration
+from app.pending.model import PendingRegistration, StoreUnavailable
 from app.pending.redis_client import build_client, cluster_client
 from app.pending.redis_store import SCRIPT_NAMES, SHARDS, RedisStore
 from app.security import Digester, Passwords, link_token_address_id, new_link_token
@@ -1184,3 +1185,24 @@ def test_count_sweeps_each_passed_minute_once(kind, request):
     assert {shard.get("n", 0) for shard in count_shards(backend)} == {0}
     assert count_buckets(backend) == {}
     client.close()
+
+
+@pytest.mark.parametrize("error", [
+    redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+    redis.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"),
+    redis.exceptions.SlotNotCoveredError("Slot 866 not covered by the cluster"),
+    redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+    redis.exceptions.MovedError("866 127.0.0.1:7001"),
+    redis.exceptions.AskError("866 127.0.0.1:7001"),
+    redis.exceptions.ClusterError("TTL exhausted."),  # redirections that never settled
+], ids=lambda error: type(error).__name__)
+def test_cluster_errors_are_outages(error):
+    """What a cluster client raises when the cluster cannot serve a slot now is an outage
+    (StoreUnavailable: the manager falls back to memory), for reads and scripts alike."""
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    store = RedisStore(client, prefix=PREFIX)
+    with mock.patch.object(client, "execute_command", side_effect=error):
+        with pytest.raises(StoreUnavailable):
+            store.load("0" * 32)
+        with pytest.raises(StoreUnavailable):
+            store.delete("0" * 32)

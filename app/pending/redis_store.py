@@ -25,7 +25,7 @@ SHARDS = tuple("0123456789abcdef")
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # Replies that mean "Redis cannot serve now" rather than "this code has a bug".
 OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN", "BUSY",
-                  "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK")
+                  "TRYAGAIN", "CLUSTERDOWN")
 INFO_FIELDS = ("connected_clients", "used_memory_human", "uptime_in_seconds")
 # What a cluster client raises when the cluster cannot serve a key now (no master for its
 # slot, a failover in progress, redirections that did not settle within its retries).
