@@ -13,6 +13,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from .base import PendingStore
+from .redis_client import LazyRedisCluster
 from .model import (DEFAULT_LOCALE, CodeCheck, PendingRegistration, ResendResult,
                     StoreUnavailable, new_op_id, to_ms)
 
@@ -76,7 +77,7 @@ class RedisStore(PendingStore):
     def __init__(self, client: redis.Redis, prefix: str = "signup:"):
         self.client = client
         self.prefix = prefix
-        self.is_cluster = isinstance(client, RedisCluster)
+        self.is_cluster = isinstance(client, (RedisCluster, LazyRedisCluster))
         # redis-py's Script objects: EVALSHA, and SCRIPT LOAD when Redis answers NOSCRIPT (on
         # a cluster to every master). load_scripts() loads them all up front so no request
         # pays for a SCRIPT LOAD.

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from ..e2e.conftest import code_and_link, new_address
+from ..helpers import wait_until
 from .test_redis_faults import (  # noqa: F401 (start_app is a fixture)
     Counting,
     Registration,
@@ -28,7 +29,6 @@ from .test_redis_faults import (  # noqa: F401 (start_app is a fixture)
     reuse,
     start_app,
     verify,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]

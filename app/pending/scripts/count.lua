@@ -11,7 +11,8 @@ local last = math.floor(tonumber(ARGV[1]) / 60) - 1
 local rebuild = ARGV[2] == 'rebuild'
 local total, removed = 0, 0
 for _, key in ipairs(KEYS) do
-  local done = tonumber(redis.call('HGET', key, 's') or '-1')
+  local state = redis.call('HMGET', key, 's', 'n')  -- one call per shard: last swept, total
+  local done = tonumber(state[1] or '-1')
   local gone = 0
   if done < last then
     if done >= 0 and last - done <= 120 then
@@ -47,7 +48,7 @@ for _, key in ipairs(KEYS) do
     end
     redis.call('HSET', key, 'n', n)
   else
-    local n = tonumber(redis.call('HGET', key, 'n') or '0')
+    local n = tonumber(state[2] or '0') - gone
     if n > 0 then total = total + n end
   end
 end
