@@ -17,7 +17,7 @@ from app.pending.manager import Limits, PendingRegistrationManager
 from app.pending.memory import MemoryStore
 from app.pending.model import PendingRegistration, StoreUnavailable
 from app.pending.redis_client import build_client, cluster_client
-from app.pending.redis_store import SCRIPT_NAMES, SHARDS, RedisStore
+from app.pending.redis_store import SCRIPT_NAMES, SCRIPTS_DIR, SHARDS, RedisStore
 from app.security import Digester, Passwords, link_token_address_id, new_link_token
 
 from .cluster import check_slots
@@ -1206,3 +1206,14 @@ def test_cluster_errors_are_outages(error):
             store.load("0" * 32)
         with pytest.raises(StoreUnavailable):
             store.delete("0" * 32)
+
+
+def test_every_key_a_script_touches_comes_from_keys():
+    """Each redis.call's key is KEYS[n], or a helper's parameter or loop variable holding one
+    (named *key): no script builds a key name itself (Redis Cluster and the ACL key patterns
+    see only KEYS)."""
+    call = re.compile(r"redis\.call\('(\w+)',\s*([^,)]+)")
+    for path in sorted(SCRIPTS_DIR.glob("*.lua")):
+        for command, key in call.findall(path.read_text()):
+            key = key.strip()
+            assert re.fullmatch(r"KEYS\[\d+\]|\w*key", key), f"{path.name}: {command} {key}"

@@ -13,9 +13,9 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from .base import PendingStore
-from .redis_client import LazyRedisCluster
 from .model import (DEFAULT_LOCALE, CodeCheck, PendingRegistration, ResendResult,
                     StoreUnavailable, new_op_id, to_ms)
+from .redis_client import LazyRedisCluster
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "release", "remove",
