@@ -1,4 +1,4 @@
-"""`flask --app wsgi` commands: init-db, pending stats|cleanup|migrate, users delete,
+"""`flask --app wsgi` commands: init-db, pending stats|cleanup, users delete,
 check-redis, backup, restore-db."""
 
 from __future__ import annotations
@@ -57,29 +57,6 @@ def pending_cleanup():
     """Remove expired registrations and their leftover bookkeeping."""
     removed = get_manager().cleanup_expired()
     click.echo(f"removed {removed} expired entries")
-
-
-@pending_cli.command("migrate")
-def pending_migrate():
-    """Upgrade pending registrations stored by an earlier version to the compact layout.
-
-    Safe to run twice or while the site serves: each record is rewritten in one atomic step
-    (keeping its TTL, attempts and the link already emailed), and the site upgrades any record
-    it meets first. The app also runs this by itself at start-up while the old index exists.
-    """
-    manager = get_manager()
-    if manager.primary is None:
-        click.echo("REDIS_URL is memory://: nothing is stored in an earlier layout.")
-        return
-    try:
-        result = manager.migrate()
-    except StoreUnavailable as exc:
-        raise click.ClickException(f"Redis is unreachable: {exc}") from None
-    click.echo(f"upgraded {result['upgraded']} pending registrations; dropped "
-               f"{result['stale_index_entries']} index entries of expired ones")
-    if result["index_left"]:
-        click.echo(f"{result['index_left']} registrations are still counted by the earlier "
-                   "index: stop every process of the earlier version, then run this again")
 
 
 @users_cli.command("delete")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import threading
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits.storage import RedisClusterStorage, Storage
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 from .pending.redis_client import cluster_options
 
@@ -30,6 +34,45 @@ LIMITED_ENDPOINTS = {
 }
 # Flask-Limiter settings for limits on every request; none is set by this app (SPEC section 3).
 GLOBAL_LIMIT_SETTINGS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
+
+
+class LazyRedisClusterStorage(RedisClusterStorage):
+    """The `limits` library's cluster storage, connecting on first use rather than when built.
+
+    Registered for `redis+cluster://` (the `limits` way to supply a storage: a subclass naming
+    its scheme), so the app starts while the cluster does not answer (SPEC section 4), as the
+    pending store's LazyRedisCluster does: each use raises until the cluster answers, and
+    Flask-Limiter counts in memory meanwhile and checks the storage again later.
+    """
+
+    STORAGE_SCHEME = ["redis+cluster"]
+
+    def __init__(self, uri: str, **options):
+        self._cluster = None
+        self._lock = threading.RLock()
+        self._connect_with = (uri, options)
+        try:
+            super().__init__(uri, **options)
+        except RedisClusterException:
+            Storage.__init__(self, uri, bool(options.get("wrap_exceptions", False)))
+
+    @property
+    def storage(self):
+        """The RedisCluster, built now if it was not yet."""
+        if self._cluster is None:
+            with self._lock:
+                if self._cluster is None:
+                    uri, options = self._connect_with
+                    try:
+                        super().__init__(uri, **options)
+                    except RedisClusterException as exc:
+                        raise RedisConnectionError(
+                            f"Redis Cluster cannot be reached: {exc}") from exc
+        return self._cluster
+
+    @storage.setter
+    def storage(self, client) -> None:
+        self._cluster = client
 
 
 def storage_uri(config) -> str:

@@ -20,8 +20,7 @@ TOKEN_BYTES = 32  # 256 bits of randomness, well above the 128 the spec asks for
 ADDRESS_ID_LENGTH = 32  # hex characters of an address id (the key name of its record)
 # A link token is "<address id>-<secret>": the id says which record to load (one Redis read, no
 # lookup key), the secret is what proves the link was emailed. The id is itself a keyed digest,
-# so it tells nothing about the address. Tokens of the earlier format (the secret alone, 43
-# characters) are still found through their lookup keys until those expire.
+# so it tells nothing about the address.
 LINK_TOKEN = re.compile(r"([0-9a-f]{32})-[A-Za-z0-9_\-]{43}")
 ADDRESS_ID = re.compile(r"[0-9a-f]{32}")
 COMMON_PASSWORDS_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
@@ -47,7 +46,7 @@ def new_link_token(address_id: str) -> str:
 
 
 def link_token_address_id(token: str) -> str | None:
-    """The address id a link token carries, or None for a token of the earlier format."""
+    """The address id a link token carries, or None for anything that is not a link token."""
     match = LINK_TOKEN.fullmatch(token) if isinstance(token, str) else None
     return match.group(1) if match else None
 
@@ -55,11 +54,6 @@ def link_token_address_id(token: str) -> str | None:
 def digest_text(mac: bytes) -> str:
     """How a stored digest is written: base64url without padding (43 characters for 32 bytes)."""
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
-
-
-def digest_text_from_hex(hex_digest: str) -> str:
-    """A digest stored by earlier versions (64 hex characters) in today's text form."""
-    return digest_text(bytes.fromhex(hex_digest)) if hex_digest else ""
 
 
 def normalise_code(raw: str) -> str | None:
@@ -135,10 +129,6 @@ class Digester:
         `purpose` as for `code_digests` ("token" for signups, "reset-token" for resets).
         """
         return [digest_text(self._mac(k, purpose, token)) for k in self._keyed]
-
-    def legacy_token_digests(self, token: str) -> list[str]:
-        """Hex digests of a token of the earlier format: the names of its lookup keys."""
-        return [self._mac(k, "token", token).hex() for k in self._keyed]
 
 
 class Passwords:

@@ -11,6 +11,8 @@ redis-server on a free port, an in-process SMTP server, gunicorn on free ports):
 - store_throughput: manager operations/s vs raw HSET/HGETALL on the same connection.
 - stats_scale: get_stats() time at 100 000 pending registrations vs at 100.
 - redis_memory: bytes of Redis memory per pending registration (INFO memory over 100 000).
+- cluster_store: round_trips, store_throughput, stats_scale and redis_memory again on a real
+  Redis Cluster of 3 masters + 3 replicas (tests/cluster.py).
 - signups_per_second: complete signups/s (form POST + email to a local SMTP server) vs argon2
   hashes/s alone with the same parameters.
 - memory_cleanup: the memory store's cleanup_expired() time with nothing, 1 000 and 10 000
@@ -258,25 +260,28 @@ class RoundTripCounter:
         Connection.send_packed_command = self.original
 
 
-def round_trips(ctx) -> dict:
-    """Redis round trips per step, counted at the client and with INFO commandstats."""
+def round_trips(ctx, url: str | None = None, servers=None) -> dict:
+    """Redis round trips per step, counted at the client and with INFO commandstats (summed
+    over `servers`, the masters of a cluster)."""
     from tests.helpers import link_from, path_of
 
-    app = make_test_app(ctx.redis.url, ctx.smtp.port)
+    url = url or ctx.redis.url
+    servers = servers or [ctx.redis.client()]
+    app = make_test_app(url, ctx.smtp.port)
     client = app.test_client()
-    server = ctx.redis.client()
     email = f"trips-{uuid.uuid4().hex[:8]}@example.com"
     steps = {}
 
     def measure(name, action):
-        server.config_resetstat()
+        for server in servers:
+            server.config_resetstat()
         counter = RoundTripCounter()
         try:
             response = action()
         finally:
             counter.close()
-        stats = server.info("commandstats")
-        evalsha = stats.get("cmdstat_evalsha", {}).get("calls", 0)
+        evalsha = sum(server.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+                      for server in servers)
         steps[name] = {"round_trips": counter.count, "evalsha": evalsha,
                        "status": response.status_code}
 
@@ -305,7 +310,7 @@ def round_trips(ctx) -> dict:
     # The targets count the pending store's trips. With the rate limiter on (production), a
     # limited POST also counts its window in the same Redis: reported, not a target. (Another
     # browser than the signing-up one, so with the signup password.)
-    limited = make_test_app(ctx.redis.url, ctx.smtp.port, RATELIMIT_ENABLED=True,
+    limited = make_test_app(url, ctx.smtp.port, RATELIMIT_ENABLED=True,
                             RATELIMIT_VERIFY=f"{10**9}/minute")
     steps_before = dict(steps)
     client = limited.test_client()
@@ -319,7 +324,7 @@ def round_trips(ctx) -> dict:
             "wrong_code_with_rate_limiter": extra}
 
 
-def store_throughput(ctx, n: int = 3000, rounds: int = 10) -> dict:
+def store_throughput(ctx, n: int = 3000, rounds: int = 10, client=None) -> dict:
     """Manager add/get/verify/update per second vs raw HSET/HGETALL on the same connection.
 
     Each operation is called as the app calls it: add with a registration built as
@@ -336,7 +341,7 @@ def store_throughput(ctx, n: int = 3000, rounds: int = 10) -> dict:
     from app.pending.redis_store import RedisStore
     from app.security import Digester, new_code, new_link_token
 
-    client = build_client(ctx.redis.url)
+    client = client or build_client(ctx.redis.url)
     store = RedisStore(client, prefix=f"bench{uuid.uuid4().hex[:6]}:")
     manager = PendingRegistrationManager(store, Digester(SECRET), Limits(
         code_max=10**9, registration_max=10**9, cooldown=0, per_hour=10**9))
@@ -438,20 +443,32 @@ def _fill(store, count: int, ttl: int = 86400, spread: int = 0) -> None:
     from app.security import Digester
 
     digester = Digester(SECRET)
-    pipe = store.client.pipeline(transaction=False)
+    pipes = {}
+
+    def pipe_for(key):
+        # redis-py's cluster pipeline refuses EVALSHA: one plain pipeline per master.
+        node = store.client.get_node_from_key(key) if store.is_cluster else None
+        name = node.name if node else ""
+        if name not in pipes:
+            client = node.redis_connection if node else store.client
+            pipes[name] = client.pipeline(transaction=False)
+        return pipes[name]
+
     script = store.scripts["save"]
     run = uuid.uuid4().hex[:6]
     for i in range(count):
         life = ttl - (spread * i) // count if spread else ttl
         reg = signup_registration(digester, f"fill-{i}-{run}@example.com", life)
         keys, args = store.save_call(reg, life)
-        script(keys=keys, args=args, client=pipe)
+        script(keys=keys, args=args, client=pipe_for(keys[0]))
         if i % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
+            for pipe in pipes.values():
+                pipe.execute()
+    for pipe in pipes.values():
+        pipe.execute()
 
 
-def stats_scale(ctx) -> dict:
+def stats_scale(ctx, make_client=None) -> dict:
     """get_stats() time at 100 000 pending registrations vs at 100.
 
     Measured twice: with every registration made at once (one count bucket), and with them
@@ -465,11 +482,13 @@ def stats_scale(ctx) -> dict:
     from app.security import Digester
 
     def filled(count, spread):
-        store = RedisStore(build_client(ctx.redis.url), prefix=f"st{count}-{spread}:")
+        client = make_client() if make_client else build_client(ctx.redis.url)
+        store = RedisStore(client, prefix=f"st{count}-{spread}:")
         _fill(store, count, spread=spread)
         manager = PendingRegistrationManager(store, Digester(SECRET), Limits())
         assert manager.get_stats()["total"] == count
-        buckets = sum(1 for field in store.client.hkeys(store.count_key) if field.isdigit())
+        buckets = sum(1 for group in store.count_groups for key in group
+                      for field in store.client.hkeys(key) if field.isdigit())
         return manager, buckets
 
     def timed(manager):
@@ -500,7 +519,7 @@ def redis_memory(ctx) -> dict:
     """Redis memory per pending registration over 100 000, and beyond the password hash.
 
     INFO used_memory before and after 100 000 web-signup registrations (see _fill), with the
-    MEMORY USAGE split: one record, and the count hash shared by all of them. The email
+    MEMORY USAGE split: one record, and the 16 count shards shared by all of them. The email
     allowance keys a signup also takes live at most an hour and are not counted here.
     """
     from app.pending.redis_client import build_client
@@ -516,11 +535,12 @@ def redis_memory(ctx) -> dict:
         _fill(store, count)
         after = client.info("memory")["used_memory"]
         keys = client.dbsize() - keys_before
-        sample = next(client.scan_iter(match=store.key("pending", "*"), count=100))
+        sample = next(client.scan_iter(match=store.prefix + "pending:*", count=100))
         record = {"memory_usage_bytes": client.memory_usage(sample, samples=0),
                   "encoding": client.object("encoding", sample).decode(),
                   "fields": sorted(k.decode() for k in client.hkeys(sample))}
-        count_hash = client.memory_usage(store.count_key, samples=0)
+        count_hash = sum(client.memory_usage(key, samples=0)
+                         for group in store.count_groups for key in group)
     finally:
         server.cleanup()
     per = (after - before) / count
@@ -530,6 +550,44 @@ def redis_memory(ctx) -> dict:
             "beyond_hash": round(beyond, 1), "keys_per_registration": round(keys / count, 3),
             "one_record": record, "count_hash_bytes": count_hash,
             "target": "<= 400 beyond the hash", "met": beyond <= 400}
+
+
+def cluster_store(ctx) -> dict:
+    """The store figures again on a real Redis Cluster: 3 masters + 3 replicas started on this
+    machine as tests/cluster.py starts them (so the masters share its 2 cores with the app).
+
+    Round trips per step (commandstats summed over the masters), manager operations vs raw
+    HSET/HGETALL through the same RedisCluster client, get_stats at 10^2 vs 10^5, and memory
+    per registration (used_memory summed over the masters; each replica holds a copy more).
+    """
+    from app.pending.redis_client import cluster_client
+    from app.pending.redis_store import RedisStore
+    from tests.cluster import RedisClusterServers
+
+    cluster = RedisClusterServers().start()
+    try:
+        def make_client():
+            return cluster_client(cluster.url, cluster.startup_nodes)
+
+        masters = [node.client() for node in cluster.masters()]
+        result = {"round_trips": round_trips(ctx, cluster.url, masters),
+                  "store_throughput": store_throughput(ctx, client=make_client()),
+                  "stats_scale": stats_scale(ctx, make_client)}
+        count = 100_000
+        store = RedisStore(make_client(), prefix="mem:")
+        before = sum(m.info("memory")["used_memory"] for m in masters)
+        keys_before = sum(m.dbsize() for m in masters)
+        _fill(store, count)
+        per = (sum(m.info("memory")["used_memory"] for m in masters) - before) / count
+        keys = sum(m.dbsize() for m in masters) - keys_before
+        result["redis_memory"] = {
+            "bytes_per_registration": round(per, 1), "beyond_hash": round(per - len(ARGON2_HASH), 1),
+            "keys_per_registration": round(keys / count, 3), "masters": len(masters),
+            "target": "<= 400 beyond the hash", "met": per - len(ARGON2_HASH) <= 400}
+    finally:
+        cluster.cleanup()
+    result["met"] = all(row["met"] for row in result.values())
+    return result
 
 
 def signups_per_second(ctx, n: int = 30, rounds: int = 5) -> dict:
@@ -715,6 +773,7 @@ FIGURES = {
     "store_throughput": store_throughput,
     "stats_scale": stats_scale,
     "redis_memory": redis_memory,
+    "cluster_store": cluster_store,
     "signups_per_second": signups_per_second,
     "memory_cleanup": memory_cleanup,
     "signup_branches": signup_branches,
@@ -747,6 +806,9 @@ def summary(name: str, row: dict) -> str:
     if name == "store_throughput":
         parts = ", ".join(f"{k} {v['ratio']}" for k, v in row["operations"].items())
         return f"{name:20s} ratios vs raw: {parts}  {met}"
+    if name == "cluster_store":
+        return "\n".join(summary(f"cluster {part}", row[part]) for part in
+                         ("round_trips", "store_throughput", "stats_scale", "redis_memory"))
     if name in ("signup_branches", "forgot_branches"):
         parts = ", ".join(f"{k} {v} ms" for k, v in row["median_ms"].items())
         return (f"{name:20s} {parts}; spread {row['max_relative_difference'] * 100:.1f}% "

@@ -27,9 +27,6 @@ SLOTS = 16384
 START_ATTEMPTS = 5  # another process may take a port between the check and the bind
 
 
-CROSSSLOT_REASON = "key layout not yet hash-tagged — issue 12 §1"
-
-
 class CrossSlot(RedisClusterException):
     """One command or script touched keys in more than one slot (or keys it was not given)."""
 
@@ -48,11 +45,6 @@ class SlotCheckingCluster(RedisCluster):
             if "must map to the same key slot" in str(exc):
                 raise CrossSlot(str(exc)) from exc
             raise
-
-
-# For a test that fails on a cluster only because the key layout does not put one call's keys
-# in one slot yet: strict, so the test reports once the layout is fixed and the mark can go.
-expect_crossslot = pytest.mark.xfail(strict=True, raises=CrossSlot, reason=CROSSSLOT_REASON)
 
 
 def check_slots(monkeypatch) -> None:
@@ -254,10 +246,24 @@ class RedisClusterServers:
                     state = replica.client().cluster("info")["cluster_state"]
                 except redis.exceptions.RedisError:
                     continue
-                if promoted and state == "ok":
+                if promoted and state == "ok" and self._agreed(master, replica):
                     return replica
             time.sleep(0.05)
         raise RuntimeError(f"no replica of {master.address} took over within {timeout}s")
+
+    def _agreed(self, dead: ClusterNode, promoted: ClusterNode) -> bool:
+        """Every running node's view (CLUSTER NODES) has `dead` failed and `promoted` a master:
+        a client that asks any of them for the slot map then finds the new master (gossip
+        reaches the nodes one by one, so the promoted replica knows before the others)."""
+        for node in self.live():
+            try:
+                table = node.client().cluster("nodes")  # {"host:port": {"flags": ...}, ...}
+            except redis.exceptions.RedisError:
+                return False
+            if ("fail" not in table.get(dead.address, {}).get("flags", "").split(",")
+                    or "master" not in table.get(promoted.address, {}).get("flags", "")):
+                return False
+        return True
 
     def restart(self, node: ClusterNode, timeout: float = 30.0) -> ClusterNode:
         """Start a stopped node again (same port, same data dir and nodes.conf): it rejoins,

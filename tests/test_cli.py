@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 
 from app.extensions import db
 
-from .conftest import PASSWORD, SignupActions
+from .conftest import SignupActions
 from .helpers import free_port
 
 EMAIL = "ada@example.com"
@@ -122,36 +122,3 @@ def test_check_redis_with_memory_has_nothing_to_check(make_app):
     assert result.exit_code == 1
     assert "memory://" in result.output
     assert re.search(r"(nothing|no redis) to check", result.output, re.I), result.output
-
-
-@pytest.mark.redis
-def test_pending_migrate_upgrades_earlier_records_once(make_app, redis_url, redis_server, smtp):
-    """`pending migrate` upgrades records stored by the earlier version, says how many, keeps
-    them verifiable, and upgrades nothing the second time."""
-    from .test_flow import write_earlier_layout
-
-    app = make_app(REDIS_URL=redis_url)
-    client = redis_server.client()
-    with app.app_context():
-        digester = app.extensions["pending"].digester
-    code, _ = write_earlier_layout(client, digester, EMAIL)
-    write_earlier_layout(client, digester, "bob@example.com")
-    client.zadd("signup:index", {"0" * 32: time.time() - 5})  # an expired record's leftover
-    runner = app.test_cli_runner()
-    result = runner.invoke(args=["pending", "migrate"])
-    assert result.exit_code == 0, result.output
-    assert "upgraded 2 pending registrations; dropped 1 index entries" in result.output
-    again = runner.invoke(args=["pending", "migrate"])
-    assert "upgraded 0 pending registrations; dropped 0 index entries" in again.output
-    assert not client.exists("signup:index")
-    stats = runner.invoke(args=["pending", "stats", "--json"])
-    assert json.loads(stats.output)["total"] == 2
-    actions = SignupActions(app.test_client(), smtp)
-    assert actions.verify(EMAIL, code, password=PASSWORD).status_code == 303
-
-
-def test_pending_migrate_on_memory_has_nothing_to_do(make_app):
-    """With memory:// there is no earlier layout to upgrade."""
-    result = make_app().test_cli_runner().invoke(args=["pending", "migrate"])
-    assert result.exit_code == 0, result.output
-    assert "nothing is stored in an earlier layout" in result.output

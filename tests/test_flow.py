@@ -1,4 +1,5 @@
-"""The signup flow through the Flask test client, on the memory store and on a real redis-server.
+"""The signup flow through the Flask test client, on the memory store, on a real redis-server and
+on the real test Redis Cluster (3 masters + 3 replicas, tests/cluster.py).
 
 Every test reads what a person would see (status, redirect, page text, the email received) and
 what the operator would find afterwards (pending registrations, users rows).
@@ -6,11 +7,8 @@ what the operator would find afterwards (pending registrations, users rows).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import re
-import secrets
 import sqlite3
 import time
 from urllib.parse import urlsplit
@@ -21,9 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
-from app.security import Passwords, link_token_address_id, new_link_token
+from app.security import link_token_address_id, new_link_token
 
-from .conftest import PASSWORD, SignupActions
+from .cluster import check_slots
+from .conftest import BACKENDS, PASSWORD, SignupActions
 from .helpers import code_from, csrf_token, free_port, link_from, path_of, text_of
 
 EMAIL = "ada@example.com"
@@ -31,6 +30,26 @@ OTHER_PASSWORD = "a different long passphrase"
 
 
 # -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(params=[*BACKENDS, pytest.param("cluster", id="cluster", marks=pytest.mark.redis)])
+def backend(request):
+    """The pending store (and limiter storage) under test: "memory", "redis" or "cluster"."""
+    return request.param
+
+
+@pytest.fixture
+def build(backend, make_app, request, monkeypatch):
+    """make_app on the parametrised backend; on the cluster, any call whose keys span slots
+    fails (check_slots)."""
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+        return lambda **overrides: make_app(REDIS_URL=url, **overrides)
+    if backend == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        check_slots(monkeypatch)
+        return lambda **overrides: make_app(REDIS_URL=cluster.url, **overrides)
+    return make_app
+
+
 @pytest.fixture
 def flow_app(build):
     """The app with the default test settings on the parametrised backend."""
@@ -258,58 +277,6 @@ def test_link_names_the_pending_record(flow_app, browser):
     assert browser.client.get("/verify/" + forged).status_code == 404
     assert browser.post("/verify/" + forged, {}, form_path="/resend").status_code == 404
     assert browser.open_link(link).status_code == 200
-
-
-@pytest.mark.redis
-def test_code_and_link_emailed_before_the_upgrade_still_work(make_app, redis_url, redis_server,
-                                                              smtp):
-    """A registration stored by the earlier version (long field names, hex digests, a token:
-    lookup key and an index entry, written here by hand): its code and its link both work, it
-    is counted, and it is upgraded by the app's own start-up migration."""
-    client = redis_server.client()
-    app = make_app(REDIS_URL=redis_url)
-    with app.app_context():
-        digester = app.extensions["pending"].digester
-    codes, links = {}, {}
-    for email in (EMAIL, "bob@example.com"):
-        codes[email], links[email] = write_earlier_layout(client, digester, email)
-    assert client.exists("signup:index")
-    upgraded = make_app(REDIS_URL=redis_url)  # a deploy: the new app starts
-    upgraded.extensions["pending"].migration.join(10)
-    assert not client.exists("signup:index")
-    assert client.hget("signup:pending:" + digester.address_id(EMAIL), "e") == EMAIL.encode()
-    with upgraded.app_context():
-        assert upgraded.extensions["pending"].get_stats()["total"] == 2
-    ada = SignupActions(upgraded.test_client(), smtp)
-    assert_redirect(ada.verify(EMAIL, codes[EMAIL], password=PASSWORD), "/account")
-    bob = SignupActions(upgraded.test_client(), smtp)
-    assert bob.open_link(links["bob@example.com"]).status_code == 200
-    assert_redirect(bob.confirm_link(links["bob@example.com"], password=PASSWORD), "/account")
-    assert sorted(row[0] for row in users(upgraded)) == ["ada@example.com", "bob@example.com"]
-    assert not [k for k in client.scan_iter(match="signup:*")
-                if k.startswith((b"signup:pending:", b"signup:token:", b"signup:index"))]
-
-
-def write_earlier_layout(client, digester, email):
-    """Store a pending registration exactly as the earlier version did; (code, link)."""
-    def hexdigest(purpose, value):
-        return hmac.new(digester.keys[0], f"{purpose}\x00{value}".encode(),
-                        hashlib.sha256).hexdigest()
-
-    aid, code, token = digester.address_id(email), "246810", secrets.token_urlsafe(32)
-    head, _, tail = Passwords(time_cost=1, memory_cost=1024, parallelism=1).hash(
-        PASSWORD).rpartition("$")
-    now = time.time()
-    client.hset(f"signup:pending:{aid}", mapping={
-        "email": email, "password_hash": head, "password_hash_digest": tail, "name": "",
-        "locale": "en", "code_digest": hexdigest("code:" + aid, code),
-        "token_digest": hexdigest("token", token), "code_issued_at": str(now),
-        "created_at": str(now), "updated_at": str(now), "expires_at": str(now + 86400),
-        "code_attempts": "0", "address_id": aid, "browser_digest": ""})
-    client.expire(f"signup:pending:{aid}", 86400)
-    client.set(f"signup:token:{hexdigest('token', token)}", aid, ex=86400)
-    client.zadd("signup:index", {aid: now + 86400})
-    return code, f"http://localhost/verify/{token}"
 
 
 # -- resend -----------------------------------------------------------------------------------
@@ -699,7 +666,6 @@ def test_verification_leaves_one_argon2_user_and_no_pending(flow_app, browser, b
     if backend == "redis":
         client = request.getfixturevalue("redis_server").client()
         assert list(client.scan_iter(match="signup:pending:*")) == []
-        assert list(client.scan_iter(match="signup:token:*")) == []
 
 
 @pytest.mark.redis

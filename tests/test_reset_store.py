@@ -256,9 +256,9 @@ def test_redis_layout_shares_one_hash_tag_and_holds_no_secret(real, redis_server
     assert all(key.startswith(PREFIX) and EMAIL not in key for key in keys)
     stored = " ".join(str(real.client.dump(k)) for k in keys)
     assert CODE not in stored and token.split("-", 1)[1] not in stored
-    reset = real.client.hgetall(f"{PREFIX}reset:{{{address_id}}}")
+    reset = real.client.hgetall(f"{PREFIX}reset:{{{address_id[0]}}}:{address_id}")
     assert set(reset) == {b"e", b"c", b"t", b"i", b"x", b"a"}
-    ttl = real.client.ttl(f"{PREFIX}reset:{{{address_id}}}")
+    ttl = real.client.ttl(f"{PREFIX}reset:{{{address_id[0]}}}:{address_id}")
     assert 0 < ttl <= max(SMALL_LIMITS["code_ttl"], 3600)
 
 
@@ -281,8 +281,8 @@ def test_fallback_holds_resets_and_moves_them_into_redis(real, redis_server):
         assert keys_of(real) == []
         manager.recover()
         address_id = manager.digester.address_id(EMAIL)
-        assert real.client.hget(f"{PREFIX}reset:{{{address_id}}}", "a") == b"1"
-        assert real.client.get(f"{PREFIX}reset-attempts:{{{address_id}}}") == b"1"
+        assert real.client.hget(f"{PREFIX}reset:{{{address_id[0]}}}:{address_id}", "a") == b"1"
+        assert real.client.get(f"{PREFIX}reset-attempts:{{{address_id[0]}}}:{address_id}") == b"1"
         assert real.client.get(f"{PREFIX}login-failures:{{{address_id}}}") == b"2"
         assert manager.memory_resets.export_held() == []
         other = real.manager()  # another process, reading Redis only

@@ -41,12 +41,12 @@ class PendingStore(ABC):
         """True when a live record is stored under this id."""
 
     @abstractmethod
-    def load_by_token(self, address_id: str | None,
+    def load_by_token(self, address_id: str,
                       digests: list[str]) -> PendingRegistration | None:
         """The record a link token points at, without claiming it.
 
-        `address_id` is the id the token carries; None for a token of the earlier format,
-        whose `digests` (hex) name lookup keys that only the Redis store may still hold.
+        `address_id` is the id the token carries, `digests` the token's digests under every
+        key (one of them must be the record's token digest).
         """
 
     @abstractmethod
@@ -69,7 +69,7 @@ class PendingStore(ABC):
         """
 
     @abstractmethod
-    def claim_token(self, address_id: str | None, digests: list[str], *, now: float,
+    def claim_token(self, address_id: str, digests: list[str], *, now: float,
                     claim_seconds: int, op_id: str, reg_max: int | None = None) -> CodeCheck:
         """Claim the record a link token points at (ok, busy or unknown); see load_by_token.
 
@@ -135,11 +135,3 @@ class PendingStore(ABC):
 
     def load_scripts(self) -> None:
         """Prepare server-side scripts (nothing to do for stores without a server)."""
-
-    def needs_migration(self) -> bool:
-        """True when records of an earlier stored layout may be left to upgrade."""
-        return False
-
-    def migrate(self) -> dict:
-        """Upgrade records of an earlier stored layout; how many, and what was left over."""
-        return {"upgraded": 0, "stale_index_entries": 0, "index_left": 0}

@@ -71,7 +71,6 @@ class PendingRegistrationManager:
         self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._probe_thread: threading.Thread | None = None
-        self.migration: threading.Thread | None = None
 
     # -- fallback state machine -------------------------------------------------------------
     @property
@@ -106,7 +105,6 @@ class PendingRegistrationManager:
         try:
             self.primary.ping()
             self.primary.load_scripts()
-            upgrade = self.primary.needs_migration()
         except StoreUnavailable as exc:
             if not self.fallback_enabled:
                 log.error("Redis is unreachable and PENDING_FALLBACK is off: %s", exc)
@@ -114,39 +112,6 @@ class PendingRegistrationManager:
                 return
             self._enter_fallback(exc)
             return
-        if upgrade:
-            # Records of the earlier layout are upgraded by every script that meets them, so
-            # requests need not wait: the rest are upgraded in the background.
-            self.migration = threading.Thread(target=self._migrate_in_background,
-                                              name="pending-migrate", daemon=True)
-            self.migration.start()
-
-    def _migrate_in_background(self) -> None:
-        try:
-            self.migrate()
-        except StoreUnavailable as exc:
-            log.warning("upgrading pending registrations stopped (%s); `flask pending migrate` "
-                        "or the next start will finish it", exc)
-        except Exception:  # a failed start-up migration must not stop the app; it runs again
-            log.exception("upgrading pending registrations failed; `flask pending migrate` or "
-                          "the next start will try again")
-
-    def migrate(self) -> dict:
-        """Upgrade pending records of the earlier Redis layout (idempotent; see RedisStore).
-
-        Runs by itself at start-up while the earlier layout's index exists, and as
-        `flask pending migrate`; returns what RedisStore.migrate reports.
-        """
-        if self.primary is None:
-            return self.memory.migrate()
-        result = self.primary.migrate()
-        log.warning("upgraded %d pending registrations to the compact layout (%d stale index "
-                    "entries dropped)", result["upgraded"], result["stale_index_entries"])
-        if result["index_left"]:
-            log.warning("%d registrations are still counted by the earlier index: is a process "
-                        "of the earlier version still running? Run `flask pending migrate` "
-                        "once it has stopped", result["index_left"])
-        return result
 
     def _enter_fallback(self, exc: Exception) -> None:
         with self._state_lock:
@@ -261,16 +226,12 @@ class PendingRegistrationManager:
         """The pending registration or None (it holds only digests of the code and token)."""
         return self._run(lambda s: s.load(self.address_id(email)))
 
-    def _token_lookup(self, token: str) -> tuple[str | None, list[str]]:
-        """The address id a link token carries and its digests to compare (see load_by_token)."""
-        address_id = link_token_address_id(token)
-        if address_id is None:
-            return None, self.digester.legacy_token_digests(token)
-        return address_id, self.digester.token_digests(token)
-
     def get_registration_by_token(self, token: str) -> PendingRegistration | None:
         """The pending registration a link token belongs to, or None (changes nothing)."""
-        address_id, digests = self._token_lookup(token)
+        address_id = link_token_address_id(token)
+        if address_id is None:
+            return None  # not a link this site makes: no store is asked
+        digests = self.digester.token_digests(token)
         return self._run(lambda s: s.load_by_token(address_id, digests))
 
     def remove_registration(self, email: str) -> bool:
@@ -303,8 +264,11 @@ class PendingRegistrationManager:
         is refused ("locked") once they are spent, as code entry is. The signing-up browser
         gives no password and is never locked out of its own link.
         """
+        token_id = link_token_address_id(token)
+        if token_id is None:
+            return CodeCheck("unknown")  # not a link this site makes: no store is asked
         op_id = new_op_id()
-        token_id, digests = self._token_lookup(token)
+        digests = self.digester.token_digests(token)
         reg_max = self.limits.registration_max if with_password else None
         result, store = self._claim(lambda s: s.claim_token(
             token_id, digests, now=self.clock(), claim_seconds=self.limits.claim_seconds,

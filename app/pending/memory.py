@@ -126,11 +126,8 @@ class MemoryStore(PendingStore):
             return self.records.get_live(address_id, self.clock()) is not None
 
     def _by_token(self, address_id, digests, now):
-        """The live record the token's id names, if its token digest is one of `digests`.
-
-        Links of the earlier format (no id) were only ever stored in Redis: none here.
-        """
-        reg = self.records.get_live(address_id, now) if address_id else None
+        """The live record the token's id names, if its token digest is one of `digests`."""
+        reg = self.records.get_live(address_id, now)
         if reg is not None and reg.token_digest and reg.token_digest in digests:
             return reg
         return None

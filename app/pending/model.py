@@ -11,8 +11,7 @@ compact listpack, so it is written tightly:
 | `n` | name | empty |
 | `l` | locale | `en` |
 | `c` | code digest (HMAC-SHA256, base64url, 43 characters) | no code |
-| `t` | link token digest (same form) | migrated records (see `o`) |
-| `o` | hex digest of a link emailed before the upgrade (its `token:` key) | new records |
+| `t` | link token digest (same form) | never |
 | `b` | signing-up browser's digest | not a web signup |
 | `i` | code issued at = updated at (milliseconds; every write sets both) | never |
 | `k` | created at (ms) | equal to `i` |
@@ -22,16 +21,13 @@ compact listpack, so it is written tightly:
 | `w`, `z` | claim: op id and until when (seconds), while a verification promotes | no claim |
 
 Integer-looking values (`i`, `k`, `x`, `a`) are stored by Redis as integers inside the listpack.
-The address id is the key name, so it is not stored again. Records written by earlier versions
-(long field names, hex digests) are still read here and upgraded by the scripts (`_record.lua`).
+The address id is in the key name (`RedisStore.pending_key`), so it is not stored again.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-
-from ..security import digest_text_from_hex
 
 DEFAULT_LOCALE = "en"
 # Redis keeps a hash as a listpack only while every value is at most 64 bytes
@@ -111,45 +107,18 @@ class PendingRegistration:
     def from_mapping(cls, mapping, address_id: str = "") -> "PendingRegistration":
         """Rebuild from a hash (bytes or str keys and values), ignoring bookkeeping fields."""
         data = {_text(k): _text(v) for k, v in mapping.items()}
-        if "email" in data:
-            return cls._from_legacy(data, address_id)
         issued = int(data["i"]) / 1000
         password_hash = data["p"]
         if "h" in data:
             password_hash = f"{password_hash}${data['h']}"
-        token_digest = data.get("t") or digest_text_from_hex(data.get("o", ""))
         return cls(
             email=data["e"], password_hash=password_hash, code_digest=data.get("c", ""),
-            token_digest=token_digest, code_issued_at=issued,
+            token_digest=data.get("t", ""), code_issued_at=issued,
             created_at=int(data["k"]) / 1000 if "k" in data else issued,
             updated_at=int(data["u"]) / 1000 if "u" in data else issued,
             expires_at=float(data["x"]), name=data.get("n", ""),
             locale=data.get("l", DEFAULT_LOCALE), code_attempts=int(data.get("a", 0)),
             address_id=address_id, browser_digest=data.get("b", ""))
-
-    @classmethod
-    def _from_legacy(cls, data: dict[str, str], address_id: str) -> "PendingRegistration":
-        """A record as versions before the compact layout wrote it (long names, hex digests).
-
-        Times are rounded as the upgrade (`_record.lua`) stores them, so a record reads the
-        same before and after it is upgraded.
-        """
-        password_hash = data["password_hash"]
-        if "password_hash_digest" in data:
-            password_hash = f"{password_hash}${data['password_hash_digest']}"
-        issued = to_ms(float(data["code_issued_at"])) / 1000
-        return cls(
-            email=data["email"], password_hash=password_hash,
-            code_digest=digest_text_from_hex(data.get("code_digest", "")),
-            token_digest=digest_text_from_hex(data.get("token_digest", "")),
-            code_issued_at=issued,
-            created_at=to_ms(float(data.get("created_at") or issued)) / 1000,
-            updated_at=to_ms(float(data.get("updated_at") or issued)) / 1000,
-            expires_at=float(int(float(data["expires_at"]))),
-            name=data.get("name", ""), locale=data.get("locale") or DEFAULT_LOCALE,
-            code_attempts=int(data.get("code_attempts") or 0),
-            address_id=address_id or data.get("address_id", ""),
-            browser_digest=digest_text_from_hex(data.get("browser_digest", "")))
 
 
 @dataclass

@@ -7,9 +7,14 @@ across versions (no timeouts before 8.0), so none is left to them.
 
 from __future__ import annotations
 
+import threading
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.commands.core import Script
+from redis.connection import Encoder
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
@@ -54,8 +59,8 @@ def client_from_config(config):
         return None
     timeout = config["REDIS_TIMEOUT"]
     if config["REDIS_CLUSTER_NODES"]:
-        return cluster_client(config["REDIS_URL"], config["REDIS_CLUSTER_NODES"],
-                              timeout=timeout)
+        return LazyRedisCluster(lambda: cluster_client(
+            config["REDIS_URL"], config["REDIS_CLUSTER_NODES"], timeout=timeout))
     return build_client(config["REDIS_URL"], timeout=timeout, sentinels=config["REDIS_SENTINELS"],
                         sentinel_master=config["REDIS_SENTINEL_MASTER"])
 
@@ -87,6 +92,52 @@ def cluster_client(url: str, nodes, *, timeout: float = 1.0) -> RedisCluster:
     return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes],
                         socket_connect_timeout=timeout, socket_timeout=timeout,
                         retry=_retry(), **cluster_options(url))
+
+
+class LazyRedisCluster:
+    """A RedisCluster built on its first use, not when the app starts.
+
+    redis-py reads the slot map when a RedisCluster is built and raises when no node answers:
+    built at start-up, an unreachable cluster would stop the app, where SPEC section 4 wants it
+    to serve from memory. Until a build succeeds every use raises ConnectionError (an outage,
+    so the manager falls back to memory and its probe tries again); then every attribute is
+    the RedisCluster's. Scripts are registered on this object (their SHA needs no server).
+    """
+
+    def __init__(self, build):
+        self._build = build
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def cluster(self) -> RedisCluster:
+        """The RedisCluster, built now if it was not yet (ConnectionError if it cannot be)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = self._build()
+                    except RedisClusterException as exc:
+                        raise redis.exceptions.ConnectionError(
+                            f"Redis Cluster cannot be reached: {exc}") from exc
+        return self._client
+
+    def __getattr__(self, name):
+        return getattr(self.cluster, name)
+
+    @staticmethod
+    def get_encoder() -> Encoder:
+        """redis-py's default encoding (a Script hashes its text with it)."""
+        return Encoder(encoding="utf-8", encoding_errors="strict", decode_responses=False)
+
+    def register_script(self, script) -> Script:
+        """A Script run through this client (built when the script is first run)."""
+        return Script(self, script)
+
+    def close(self) -> None:
+        """Close the RedisCluster if it was built."""
+        if self._client is not None:
+            self._client.close()
 
 
 def cluster_options(url: str) -> dict:

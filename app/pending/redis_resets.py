@@ -1,7 +1,8 @@
 """Password resets and sign-in failures in the Redis of the pending registrations.
 
-Every key of one address shares the hash tag `{<id>}` (see `resets.py` for the layout), and
-every script receives every key it touches in KEYS, so each step runs on one Redis Cluster slot.
+Keys follow the pending store's layout (`RedisStore.key`: every key of one address under the
+hash tag of its shard), and every script receives every key it touches in KEYS, so each step
+runs on one Redis Cluster slot.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hmac
 import json
 
 from .model import to_ms
-from .redis_store import RedisStore, _translate_errors, script_source
+from .redis_store import SCRIPTS_DIR, RedisStore, _translate_errors
 from .resets import HeldInMemory, PasswordReset, ResetStore
 
 SCRIPTS = ("reset_check", "reset_claim", "reset_finish", "release", "login_attempt",
@@ -24,21 +25,20 @@ class RedisResets(ResetStore):
 
     def __init__(self, store: RedisStore):
         self.client = store.client
-        self.prefix = store.prefix
+        self.store = store
         # redis-py's Script sends EVALSHA and loads the script when Redis does not know it
         # (first use, or a restarted Redis).
-        self.scripts = {name: self.client.register_script(script_source(name))
-                        for name in SCRIPTS}
+        self.scripts = {name: self.client.register_script(
+            (SCRIPTS_DIR / f"{name}.lua").read_text()) for name in SCRIPTS}
 
     def keys(self, address_id: str) -> tuple[str, str, str]:
         """The reset hash, its per-address attempts counter and the sign-in failures counter."""
-        tag = "{" + address_id + "}"
-        return (self.prefix + "reset:" + tag, self.prefix + "reset-attempts:" + tag,
-                self.prefix + "login-failures:" + tag)
+        return (self.store.key("reset", address_id), self.store.key("reset-attempts", address_id),
+                self.store.key("login-failures", address_id))
 
     def op_key(self, address_id: str, op_id: str) -> str:
         """Where one step keeps its answer (in the address's hash slot)."""
-        return f"{self.prefix}op:{{{address_id}}}:{op_id}"
+        return self.store.op_key(address_id, op_id)
 
     def _run(self, name: str, keys: list, args: list):
         return self.scripts[name](keys=keys, args=args)

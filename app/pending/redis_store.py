@@ -10,32 +10,38 @@ from pathlib import Path
 
 import redis
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from .base import PendingStore
 from .model import (DEFAULT_LOCALE, CodeCheck, PendingRegistration, ResendResult,
                     StoreUnavailable, new_op_id, to_ms)
+from .redis_client import LazyRedisCluster
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
-SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "claim_legacy", "release", "finish",
-                "delete", "replace_code", "reserve_email", "count", "cleanup", "migrate")
-MIGRATE_BATCH = 500  # records upgraded per script call (a few ms of Redis time)
+SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "release", "remove",
+                "replace_code", "reserve_email", "count")
+# Count shards: one per first hex character of the address id (see `shard`).
+SHARDS = tuple("0123456789abcdef")
 # One encoder, not one per call as json.dumps(...) with options builds.
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # Replies that mean "Redis cannot serve now" rather than "this code has a bug".
 OUTAGE_REPLIES = ("MISCONF", "OOM", "LOADING", "READONLY", "NOAUTH", "MASTERDOWN", "BUSY",
-                  "TRYAGAIN")
+                  "TRYAGAIN", "CLUSTERDOWN")
 INFO_FIELDS = ("connected_clients", "used_memory_human", "uptime_in_seconds")
+# What a cluster client raises when the cluster cannot serve a key now (no master for its
+# slot, a failover in progress, redirections that did not settle within its retries).
+# (ClusterError covers ClusterDownError and MasterDownError, AskError covers MovedError.)
+CLUSTER_OUTAGES = (redis.exceptions.ClusterError, redis.exceptions.SlotNotCoveredError,
+                   redis.exceptions.TryAgainError, redis.exceptions.AskError)
 
 
-def script_source(name: str) -> str:
-    """A script's text, with its `--! include NAME` lines replaced by those files."""
-    lines = []
-    for line in (SCRIPTS_DIR / f"{name}.lua").read_text().splitlines():
-        if line.startswith("--! include "):
-            lines.append((SCRIPTS_DIR / f"{line.split()[-1]}.lua").read_text())
-        else:
-            lines.append(line)
-    return "\n".join(lines) + "\n"
+def shard(address_id: str) -> str:
+    """The hash tag of every key of one address: the first character of its id (16 shards).
+
+    Keys one script touches together must hash to one cluster slot; the count shard is one of
+    them, so the tag is a shard of the ids rather than the whole id (see docs/architecture.md).
+    """
+    return address_id[:1]
 
 
 def _translate_errors(method):
@@ -46,7 +52,7 @@ def _translate_errors(method):
         try:
             return method(*args, **kwargs)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                redis.exceptions.ReadOnlyError) as exc:
+                redis.exceptions.ReadOnlyError, *CLUSTER_OUTAGES) as exc:
             raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
         except redis.exceptions.ResponseError as exc:
             if str(exc).startswith(OUTAGE_REPLIES):
@@ -57,11 +63,13 @@ def _translate_errors(method):
 
 
 class RedisStore(PendingStore):
-    """Keys: <prefix>pending:<id> (hash), count, attempts:<id>, code-attempts:<id>, op:<id>,
-    mail:*.
+    """One key layout, every key of an address under the hash tag of its shard (`shard`):
 
-    Earlier versions also kept token:<hex digest> (link lookups) and index (a sorted set); the
-    scripts upgrade what they find of that layout, and `migrate` upgrades the rest.
+    <prefix>pending:{s}:<id> (the record's hash), attempts:{s}:<id>, code-attempts:{s}:<id>,
+    mail:cooldown:{s}:<id>, mail:hour:{s}:<id>, op:{s}:<op id>[:release] and count:{s} (the
+    count shard), where s is the first character of the id. Each script receives every key it
+    touches in KEYS, all of one tag, so each check-and-change is one atomic call on a Redis
+    Cluster as on one Redis (docs/architecture.md).
     """
 
     name = "redis"
@@ -69,17 +77,24 @@ class RedisStore(PendingStore):
     def __init__(self, client: redis.Redis, prefix: str = "signup:"):
         self.client = client
         self.prefix = prefix
-        self.count_key = self.key("count")
-        self.index_key = self.key("index")  # the earlier layout's counting index
-        # register_script sends EVALSHA and loads the script only when Redis does not know it;
-        # load_scripts() loads them all up front so no request pays for a SCRIPT LOAD.
-        self.scripts = {name: client.register_script(script_source(name))
+        self.is_cluster = isinstance(client, (RedisCluster, LazyRedisCluster))
+        # redis-py's Script objects: EVALSHA, and SCRIPT LOAD when Redis answers NOSCRIPT (on
+        # a cluster to every master). load_scripts() loads them all up front so no request
+        # pays for a SCRIPT LOAD.
+        self.scripts = {name: client.register_script((SCRIPTS_DIR / f"{name}.lua").read_text())
                         for name in SCRIPT_NAMES}
+        # The count shards, grouped by cluster slot (one group on one Redis, or when the prefix
+        # is itself a hash tag): count.lua sums each group in one call.
+        groups: dict[int, list[str]] = {}
+        for tag in SHARDS:
+            name = f"{prefix}count:{{{tag}}}"
+            groups.setdefault(key_slot(name.encode()) if self.is_cluster else 0, []).append(name)
+        self.count_groups = list(groups.values())
 
     @_translate_errors
     def load_scripts(self) -> None:
-        """SCRIPT LOAD every script in one round trip (at start-up and after a Redis restart)."""
-        if isinstance(self.client, RedisCluster):
+        """SCRIPT LOAD every script (at start-up and after a Redis restart)."""
+        if self.is_cluster:
             # redis-py's cluster pipeline refuses SCRIPT LOAD; each call reaches every master.
             for script in self.scripts.values():
                 self.client.script_load(script.script)
@@ -89,33 +104,28 @@ class RedisStore(PendingStore):
             pipe.script_load(script.script)
         pipe.execute()
 
-    def _eval(self, name: str, keys: list, args: list):
-        """EVALSHA one of the scripts (one round trip); after a Redis restart that forgot them,
-        load them all again and retry once."""
-        sha = self.scripts[name].sha
-        try:
-            return self.client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            self.load_scripts()
-            return self.client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-
-    def key(self, *parts: str) -> str:
-        """Every key name goes through here, so all of them share the prefix."""
-        return self.prefix + ":".join(parts)
+    def key(self, kind: str, address_id: str) -> str:
+        """The key of one address's `kind` (pending, attempts, code-attempts, mail:cooldown,
+        mail:hour): every key name of an address goes through here or `op_key`."""
+        return f"{self.prefix}{kind}:{{{shard(address_id)}}}:{address_id}"
 
     def pending_key(self, address_id: str) -> str:
-        """The record's key (built without `key()`'s join: this is on every request's path)."""
-        return self.prefix + "pending:" + address_id
+        """The record's key."""
+        return self.key("pending", address_id)
+
+    def op_key(self, address_id: str, op_id: str) -> str:
+        """Where a step keeps its answer for a retry: under the tag of the address it touched."""
+        return f"{self.prefix}op:{{{shard(address_id)}}}:{op_id}"
+
+    def count_key(self, address_id: str) -> str:
+        """The count shard an address's record is counted in."""
+        return f"{self.prefix}count:{{{shard(address_id)}}}"
 
     def _allowance_keys(self, address_id):
         """The email allowance's keys, and the per-code count of an address with no record
         (check_code.lua), which every email the allowance lets out starts again."""
-        return [self.key("mail", "cooldown", address_id), self.key("mail", "hour", address_id),
-                self.code_attempts_key(address_id)]
-
-    def code_attempts_key(self, address_id: str) -> str:
-        """Wrong codes against the stand-in code of an address with no pending record."""
-        return self.prefix + "code-attempts:" + address_id
+        return [self.key("mail:cooldown", address_id), self.key("mail:hour", address_id),
+                self.key("code-attempts", address_id)]
 
     @staticmethod
     def _fields(reg, expires) -> str:
@@ -130,27 +140,27 @@ class RedisStore(PendingStore):
     def save_call(self, reg, ttl, allowance=None, op_id=None) -> tuple[list, list]:
         """The keys and arguments of the save script for `reg` (the benchmark pipelines them)."""
         expires = int(time.time() + ttl)
-        keys = [self.pending_key(reg.address_id), self.count_key]
-        args = [reg.address_id, int(ttl * 1000), expires, self._fields(reg, expires)]
+        aid = reg.address_id
+        keys = [self.pending_key(aid), self.count_key(aid)]
+        args = [int(ttl * 1000), expires, self._fields(reg, expires)]
         if allowance:
             # Only a save that takes an email keeps its answer under the op id (save.lua).
-            keys += [self.prefix + "op:" + (op_id or new_op_id()),
-                     *self._allowance_keys(reg.address_id)]
+            keys += [self.op_key(aid, op_id or new_op_id()), *self._allowance_keys(aid)]
             args += allowance
         return keys, args
 
     @_translate_errors
     def save(self, reg, ttl, allowance=None, op_id=None):
         keys, args = self.save_call(reg, ttl, allowance, op_id)
-        return int(self._eval("save", keys, args))
+        return int(self.scripts["save"](keys, args))
 
     @_translate_errors
     def merge(self, reg, ttl, attempts, attempts_ttl):
         expires = int(time.time() + ttl)
-        return bool(self._eval(
-            "merge", [self.pending_key(reg.address_id), self.count_key,
-                      self.key("attempts", reg.address_id)],
-            [reg.address_id, max(1, int(ttl * 1000)), expires, to_ms(reg.updated_at), attempts,
+        aid = reg.address_id
+        return bool(self.scripts["merge"](
+            [self.pending_key(aid), self.count_key(aid), self.key("attempts", aid)],
+            [max(1, int(ttl * 1000)), expires, to_ms(reg.updated_at), attempts,
              max(1, int(attempts_ttl)), self._fields(reg, expires)]))
 
     @_translate_errors
@@ -164,36 +174,21 @@ class RedisStore(PendingStore):
 
     @_translate_errors
     def load_by_token(self, address_id, digests):
-        if address_id is not None:
-            mapping = self.client.hgetall(self.pending_key(address_id))
-            stored = mapping.get(b"t")
-            if stored and any(hmac.compare_digest(stored, d.encode()) for d in digests):
-                return PendingRegistration.from_mapping(mapping, address_id)
-            return None
-        # A link of the earlier format: its lookup key names the record (two round trips).
-        for digest, found in self._legacy_token_ids(digests):
-            mapping = self.client.hgetall(self.pending_key(found))
-            stored = mapping.get(b"o") or mapping.get(b"token_digest")
-            if stored and hmac.compare_digest(stored, digest.encode()):
-                return PendingRegistration.from_mapping(mapping, found)
+        mapping = self.client.hgetall(self.pending_key(address_id))
+        stored = mapping.get(b"t")
+        if stored and any(hmac.compare_digest(stored, d.encode()) for d in digests):
+            return PendingRegistration.from_mapping(mapping, address_id)
         return None
-
-    def _legacy_token_ids(self, digests):
-        """(digest, address id) for each lookup key of an earlier-format link that exists."""
-        for digest in digests:
-            found = self.client.get(self.key("token", digest))
-            if found:
-                yield digest, found.decode()
 
     @_translate_errors
     def delete(self, address_id):
-        return bool(self._eval("delete", [self.pending_key(address_id), self.count_key],
-                               [address_id]))
+        return bool(self.scripts["remove"]([self.pending_key(address_id),
+                                            self.count_key(address_id)]))
 
     @staticmethod
     def _decode(raw: bytes, build=PendingRegistration.from_mapping) -> CodeCheck:
-        """A check script's answer (see scripts/_answer.lua) as a CodeCheck; `build` makes the
-        claimed record from its fields and id."""
+        """A check script's answer (see `answer` in check_code.lua) as a CodeCheck; `build`
+        makes the claimed record from its fields and id."""
         head, _, claimed = raw.partition(b"\n")
         status, attempts_left, retry_after = head.decode().split(" ")
         reg = None
@@ -209,59 +204,45 @@ class RedisStore(PendingStore):
     def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
                    claim_seconds, op_id, count_unknown=True):
         caps = f"{code_ttl} {code_max} {reg_max} {window} {claim_seconds} {int(count_unknown)}"
-        raw = self._eval(
-            "check_code", [self.pending_key(address_id), self.count_key,
-                           self.prefix + "attempts:" + address_id, self.prefix + "op:" + op_id,
-                           self.code_attempts_key(address_id)],
+        raw = self.scripts["check_code"](
+            [self.pending_key(address_id), self.key("attempts", address_id),
+             self.op_key(address_id, op_id), self.key("code-attempts", address_id)],
             [address_id, now, caps, op_id, *digests])
         return self._decode(raw)
 
     @_translate_errors
     def claim_token(self, address_id, digests, *, now, claim_seconds, op_id, reg_max=None):
-        op_key = self.prefix + "op:" + op_id
-        cap = "" if reg_max is None else reg_max
-        if address_id is None:
-            keys, counted = [op_key, self.count_key], ""
-            if reg_max is not None:
-                # The script may only touch the keys it is given, and which record (so which
-                # counter) an earlier-format link names is read from its lookup key: find it
-                # first (links of that format only; the script checks it still names it).
-                counted = next((found for _, found in self._legacy_token_ids(digests)), "")
-                if counted:
-                    keys.append(self.key("attempts", counted))
-            raw = self._eval("claim_legacy", keys,
-                             [self.prefix, now, claim_seconds, op_id, cap, counted, *digests])
-        else:
-            keys = [self.pending_key(address_id), op_key]
-            if reg_max is not None:
-                keys.append(self.key("attempts", address_id))
-            raw = self._eval("claim_token", keys,
-                             [address_id, now, claim_seconds, op_id, cap, *digests])
+        keys = [self.pending_key(address_id), self.op_key(address_id, op_id)]
+        if reg_max is not None:
+            keys.append(self.key("attempts", address_id))
+        raw = self.scripts["claim_token"](
+            keys, [address_id, now, claim_seconds, op_id, "" if reg_max is None else reg_max,
+                   *digests])
         return self._decode(raw)
 
     @_translate_errors
     def release(self, address_id, op_id, *, count_wrong, window, code_max=0, reg_max=0):
-        left = int(self._eval(
-            "release", [self.pending_key(address_id), self.key("attempts", address_id),
-                        self.key("op", op_id, "release")],
+        left = int(self.scripts["release"](
+            [self.pending_key(address_id), self.key("attempts", address_id),
+             self.op_key(address_id, op_id) + ":release"],
             [op_id, 1 if count_wrong else 0, window, code_max, reg_max]))
         return None if left < 0 else left
 
     @_translate_errors
     def finish(self, address_id, op_id):
-        return bool(self._eval("finish", [self.pending_key(address_id), self.count_key],
-                               [address_id, op_id]))
+        return bool(self.scripts["remove"]([self.pending_key(address_id),
+                                            self.count_key(address_id)], [op_id]))
 
     def _replace(self, address_id, code_digest, token_digest, now, ttl, op_id, allowance):
         expires = int(now + ttl)
-        keys = [self.pending_key(address_id), self.count_key]
-        args = [address_id, int(ttl * 1000), expires, code_digest, token_digest, to_ms(now)]
+        keys = [self.pending_key(address_id), self.count_key(address_id)]
+        args = [int(ttl * 1000), expires, code_digest, token_digest, to_ms(now)]
         if allowance:
             # Only a resend that takes an email keeps its answer under the op id.
-            keys += [self.prefix + "op:" + op_id, *self._allowance_keys(address_id)]
+            keys += [self.op_key(address_id, op_id), *self._allowance_keys(address_id)]
             args += allowance
         # "updated [locale]", "missing" or "wait <seconds>" (replace_code.lua).
-        return self._eval("replace_code", keys, args).decode().split(" ")
+        return self.scripts["replace_code"](keys, args).decode().split(" ")
 
     @_translate_errors
     def replace_code(self, address_id, code_digest, token_digest, *, now, ttl, op_id):
@@ -281,70 +262,65 @@ class RedisStore(PendingStore):
 
     @_translate_errors
     def reserve_email(self, address_id, *, cooldown, per_hour, now, op_id=None):
-        op_id = op_id or new_op_id()
+        op_key = self.op_key(address_id, op_id or new_op_id())
         cooldown_key, hour_key, code_attempts_key = self._allowance_keys(address_id)
-        return int(self._eval("reserve_email", [cooldown_key, hour_key, self.key("op", op_id),
-                                                code_attempts_key], [cooldown, per_hour]))
+        return int(self.scripts["reserve_email"](
+            [cooldown_key, hour_key, op_key, code_attempts_key], [cooldown, per_hour]))
+
+    def _count_all(self, client, now, *extra):
+        """Queue count.lua on every group of count shards on `client`, a pipeline (EVALSHA
+        itself: a pipeline of Script objects would first ask SCRIPT EXISTS)."""
+        sha = self.scripts["count"].sha
+        for group in self.count_groups:
+            client.evalsha(sha, len(group), *group, now, *extra)
+
+    def _sum_counts(self, now, *extra) -> int:
+        """count.lua over every shard group: one call on one Redis, one pipeline per master on
+        a cluster."""
+        script = self.scripts["count"]
+        if not self.is_cluster:
+            return int(script(self.count_groups[0], [now, *extra]))
+        # redis-py's cluster pipeline refuses EVALSHA: each master gets a plain pipeline of
+        # the groups it serves, as the cluster client's slot map has it.
+        by_node: dict[str, tuple] = {}
+        for group in self.count_groups:
+            node = self.client.get_node_from_key(group[0])
+            by_node.setdefault(node.name, (node, []))[1].append(group)
+        total = 0
+        for node, groups in by_node.values():
+            pipe = node.redis_connection.pipeline(transaction=False)
+            for group in groups:
+                pipe.evalsha(script.sha, len(group), *group, now, *extra)
+            try:
+                total += sum(int(n) for n in pipe.execute())
+            except (redis.exceptions.ResponseError, redis.exceptions.ConnectionError,
+                    redis.exceptions.TimeoutError):
+                # A slot moved, a master failed over, or a node lost its scripts: the cluster
+                # client's own routing and retries (and the Script's NOSCRIPT handling), one
+                # group at a time.
+                total += sum(int(script(group, [now, *extra])) for group in groups)
+        return total
 
     @_translate_errors
     def count(self, now):
-        return int(self._eval("count", [self.count_key, self.index_key], [now]))
+        return self._sum_counts(now)
 
     @_translate_errors
     def cleanup(self, now=None):
         # Redis expires the records themselves; what is left is the counts of passed minutes.
-        now = time.time() if now is None else now
-        return int(self._eval("cleanup", [self.count_key, self.index_key], [now]))
-
-    @_translate_errors
-    def needs_migration(self) -> bool:
-        """True while the earlier layout's index exists (records not yet upgraded, or its
-        leftovers)."""
-        return bool(self.client.exists(self.index_key))
-
-    @_translate_errors
-    def migrate(self, batch: int = MIGRATE_BATCH) -> dict:
-        """Upgrade every record of the earlier layout; idempotent and safe alongside traffic.
-
-        SCANs signup:pending:* and upgrades what it finds in batches (one script call each;
-        each upgrade also removes its record from the earlier index), then drops the index
-        entries of records that have expired. Links already emailed keep working through their
-        token: keys. Only commands the signup ACL user may run are used (no ZRANGE), so index
-        entries of records written meanwhile by a still-running earlier version stay counted
-        (and are upgraded when touched, or by the next run). Returns how many records were
-        upgraded, how many expired index entries were dropped and how many entries are left.
-        """
-        pending = self.prefix + "pending:"
-        upgraded = 0
-
-        def run(ids):
-            return int(self._eval("migrate", [self.count_key, *(pending + i for i in ids)], ids))
-
-        ids = []
-        for key in self.client.scan_iter(match=pending + "*", count=batch):
-            ids.append(key.decode()[len(pending):])
-            if len(ids) >= batch:
-                upgraded += run(ids)
-                ids = []
-        if ids:
-            upgraded += run(ids)
-        stale = int(self.client.zremrangebyscore(self.index_key, "-inf", time.time()))
-        left = int(self.client.zcount(self.index_key, "-inf", "+inf"))
-        return {"upgraded": upgraded, "stale_index_entries": stale, "index_left": left}
+        return self._sum_counts(time.time() if now is None else now, "rebuild")
 
     @_translate_errors
     def probe(self, now):
         """PING, INFO and the pending count in one round trip (for /health)."""
-        if isinstance(self.client, RedisCluster):
+        if self.is_cluster:
             # redis-py's cluster pipeline refuses PING and INFO: three calls, each routed (and
             # retried across a failover) by the cluster client.
             return self.ping(), self.info(), self.count(now)
-        count_script = self.scripts["count"]
         pipe = self.client.pipeline(transaction=False)
         pipe.ping()
         pipe.info()
-        # EVALSHA itself, not the Script object: a pipeline would first ask SCRIPT EXISTS.
-        pipe.evalsha(count_script.sha, 2, self.count_key, self.index_key, now)
+        self._count_all(pipe, now)  # one group on one Redis
         started = time.perf_counter()
         _pong, info, count = pipe.execute(raise_on_error=False)
         latency = (time.perf_counter() - started) * 1000

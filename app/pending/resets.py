@@ -4,14 +4,15 @@ A reset is one small record per address, named (like a pending registration) by 
 digest of the address, never the address itself. Its code and link token are held only as
 HMAC-SHA256 digests of their own purposes ("reset-code", "reset-token"), so a signup code or link
 never matches a reset and the other way round. In Redis (`redis_resets.py`) every key of one
-address carries the hash tag `{<id>}`, so each check-and-change is one script on one slot:
+address carries the hash tag of its shard, `{s}` (the first character of the id, as the pending
+store's keys do), so each check-and-change is one script on one slot:
 
 | key | holds |
 |---|---|
-| `<prefix>reset:{<id>}` | the record (fields below), TTL max(CODE_TTL_SECONDS, RESET_TTL_SECONDS) |
-| `<prefix>reset-attempts:{<id>}` | wrong reset codes for the address (REGISTRATION_MAX_ATTEMPTS) |
-| `<prefix>login-failures:{<id>}` | failed sign-ins (LOGIN_MAX_FAILURES per 15 minutes) |
-| `<prefix>op:{<id>}:<op id>` | the answer of one step, so a retried step is not applied twice |
+| `<prefix>reset:{s}:<id>` | the record (fields below), TTL max(CODE_TTL_SECONDS, RESET_TTL_SECONDS) |
+| `<prefix>reset-attempts:{s}:<id>` | wrong reset codes for the address (REGISTRATION_MAX_ATTEMPTS) |
+| `<prefix>login-failures:{s}:<id>` | failed sign-ins (LOGIN_MAX_FAILURES per 15 minutes) |
+| `<prefix>op:{s}:<op id>` | the answer of one step, so a retried step is not applied twice |
 
 | field | holds |
 |---|---|

@@ -185,7 +185,7 @@ def wait_for_email_allowance(server, address: str) -> None:
     signing-up one, so a test of what that browser sees must sign up within the allowance."""
     client = Redis.from_url(server.env["REDIS_URL"])
     address_id = Digester(server.env["SECRET_KEY"]).address_id(address)
-    cooldown = RedisStore(client).key("mail", "cooldown", address_id)
+    cooldown = RedisStore(client).key("mail:cooldown", address_id)
     deadline = time.monotonic() + COOLDOWN_SECONDS + 5
     try:
         while client.exists(cooldown):

@@ -32,7 +32,7 @@ from ..e2e.conftest import (
     new_address,
     user_rows,
 )
-from ..helpers import RedisServer, free_port, require
+from ..helpers import RedisServer, free_port, require, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -149,7 +149,8 @@ def health(server: GunicornServer) -> tuple[int, dict]:
 
 def pending_key(email: str) -> str:
     """The Redis key of an address's pending registration (the app runs with SECRET)."""
-    return f"signup:pending:{DIGESTER.address_id(email)}"
+    aid = DIGESTER.address_id(email)
+    return f"signup:pending:{{{aid[0]}}}:{aid}"
 
 
 def pending_keys(client) -> set[str]:
@@ -215,18 +216,6 @@ def duplicates(server: GunicornServer, regs: list[Registration]) -> int:
 def users_missing(server: GunicornServer, regs: list[Registration]) -> int:
     """Verified registrations without a user row."""
     return sum(1 for reg in regs if reg.verified and not user_rows(server.database, reg.email))
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Poll `predicate` until it returns something true; that value, or AssertionError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(interval)
 
 
 def healthy_on_redis(server) -> bool:

@@ -1,14 +1,26 @@
---! include _answer
 -- Claim the registration a link token points at: the token carries the record's address id,
 -- so this reads that one record and compares the stored token digest.
--- KEYS: pending hash (from the id in the token), op result key[, per-address attempts
+-- KEYS (one hash tag): record (from the id in the token), op result key[, per-address attempts
 --       counter]
 -- ARGV: address id, now, claim_seconds, op_id, reg_max (empty: no cap), token digest,
 --       token digest, ...
 -- With the counter and reg_max (a claim made to check a password: another browser than the
 -- signing-up one), the claim is refused once the address's wrong attempts are spent, as code
 -- entry is. Only the holder of the emailed link learns that: a wrong token is unknown first.
--- Returns the answer of _answer.lua (ok, busy, locked or unknown).
+-- Returns the answer (see `answer` below) (ok, busy, locked or unknown).
+
+-- The answer of the check scripts (check_code, claim_token: the same block in each), kept
+-- under the op id so that a retried call gets the same answer again:
+--   "<status> <attempts_left> <retry_after>"   (a field left empty when it does not apply)
+-- and, for a claim ("ok"), then a newline, the address id, a newline and the record as JSON.
+-- One plain string rather than a JSON object: the app reads it for a fraction of the cost.
+local function answer(op_key, status, attempts_left, retry_after, id, record)
+  local text = status .. ' ' .. (attempts_left or '') .. ' ' .. (retry_after or '')
+  if record then text = text .. '\n' .. id .. '\n' .. cjson.encode(record) end
+  redis.call('SET', op_key, text, 'EX', 120)
+  return text
+end
+
 local prev = redis.call('GET', KEYS[2])
 if prev then return prev end
 local now = tonumber(ARGV[2])

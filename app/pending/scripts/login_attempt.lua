@@ -1,7 +1,7 @@
 -- Per-account sign-in throttling. A sign-in is counted as failed before its password is
 -- checked ("take"), so parallel guesses cannot pass the cap together, and taken off again when
 -- it did not fail ("refund").
--- KEYS: login failures counter, op result key (one hash tag: the id)
+-- KEYS: login failures counter, op result key (one hash tag: the shard of the id)
 -- ARGV: "take" or "refund", max failures, window seconds
 -- take returns 0 (go ahead) or the seconds until the counter expires; the same op sent again
 -- gets the same answer. refund acts once, and only on a take that answered 0.

@@ -1,6 +1,6 @@
 -- Drop a claim after a failed promotion; optionally count a refused attempt (a right code or
 -- link with a wrong password), on the code and on the address, as a wrong code counts.
--- KEYS: pending hash, per-address attempts counter, op marker key
+-- KEYS (one hash tag): record, per-address attempts counter, op marker key
 -- ARGV: op_id, count_wrong (0/1), window, code_max, reg_max
 -- Returns the attempts left after a counted attempt (as check_code.lua reports them for a
 -- wrong code), else -1. The answer is kept under the op marker, so a retried call (after a

@@ -1,11 +1,20 @@
---! include _answer
 -- Check a password-reset code atomically, with the caps of a signup code (check_code.lua):
 -- refuse when the address's wrong reset codes reached reg_max, count every refused code (an
 -- unknown address, a dead or expired code, a wrong one), and claim the reset when right.
--- KEYS: reset hash, per-address reset attempts counter, op result key (one hash tag: the id)
+-- KEYS: reset hash, per-address reset attempts counter, op result key (one hash tag: the shard of the id)
 -- ARGV: address id, now, "code_ttl code_max reg_max window claim_seconds count_unknown",
 --       op_id, digest, digest, ...
--- Returns the answer of _answer.lua; the same op_id sent again gets the same answer.
+-- Returns the answer of `answer` below; the same op_id sent again gets the same answer.
+-- The same block as in check_code.lua: the answer, kept under the op id so that a retried
+-- call gets it again: "<status> <attempts_left> <retry_after>" (a field left empty when it
+-- does not apply) and, for a claim ("ok"), a newline, the address id, a newline and the record
+-- as JSON.
+local function answer(op_key, status, attempts_left, retry_after, id, record)
+  local text = status .. ' ' .. (attempts_left or '') .. ' ' .. (retry_after or '')
+  if record then text = text .. '\n' .. id .. '\n' .. cjson.encode(record) end
+  redis.call('SET', op_key, text, 'EX', 120)
+  return text
+end
 local prev = redis.call('GET', KEYS[3])
 if prev then return prev end
 local code_ttl, code_max, reg_max, window, claim_seconds, count_unknown =

@@ -1,10 +1,19 @@
---! include _answer
 -- Claim the password reset an emailed link points at: the link token carries the address id,
 -- so this reads that one record, checks the link has not expired and compares its digest.
 -- Wrong codes do not affect the link (as for a signup link).
--- KEYS: reset hash, op result key (one hash tag: the id)
+-- KEYS: reset hash, op result key (one hash tag: the shard of the id)
 -- ARGV: address id, now, claim_seconds, op_id, token digest, token digest, ...
--- Returns the answer of _answer.lua (ok, busy or unknown).
+-- Returns the answer of `answer` below (ok, busy or unknown).
+-- The same block as in check_code.lua: the answer, kept under the op id so that a retried
+-- call gets it again: "<status> <attempts_left> <retry_after>" (a field left empty when it
+-- does not apply) and, for a claim ("ok"), a newline, the address id, a newline and the record
+-- as JSON.
+local function answer(op_key, status, attempts_left, retry_after, id, record)
+  local text = status .. ' ' .. (attempts_left or '') .. ' ' .. (retry_after or '')
+  if record then text = text .. '\n' .. id .. '\n' .. cjson.encode(record) end
+  redis.call('SET', op_key, text, 'EX', 120)
+  return text
+end
 local prev = redis.call('GET', KEYS[2])
 if prev then return prev end
 local now = tonumber(ARGV[2])

@@ -1,6 +1,6 @@
 -- Recovery: move what the memory fallback held for one address into Redis. Counters keep the
 -- larger value; the reset is written unless Redis holds one issued later.
--- KEYS: reset hash, reset attempts counter, login failures counter (one hash tag: the id)
+-- KEYS: reset hash, reset attempts counter, login failures counter (one hash tag: the shard of the id)
 -- ARGV: ttl_ms, issued_at_ms (0: no reset held), attempts, attempts_ttl, failures,
 --       failures_ttl, the reset's fields as a JSON list [field, value, ...]
 for i, key in ipairs({KEYS[2], KEYS[3]}) do
