@@ -88,11 +88,17 @@ def test_per_address_cap_survives_a_new_reset(manager, backend):
 
 
 def test_unknown_address_counts_like_a_wrong_code(manager):
-    """No reset for the address: the same refusal, counted, and the address locks."""
-    results = [by_code(manager, CODE, email="nobody@example.com")[0]
-               for _ in range(SMALL_LIMITS["registration_max"])]
-    assert {r.status for r in results} == {"unknown"}
+    """No reset for the address: the same refusals as for a reset's wrong codes ("not right",
+    then "tried too many times" after CODE_MAX_ATTEMPTS), counted, and the address locks."""
+    code_max, reg_max = SMALL_LIMITS["code_max"], SMALL_LIMITS["registration_max"]
+    results = [by_code(manager, CODE, email="nobody@example.com")[0].status
+               for _ in range(reg_max)]
+    assert results == ["unknown"] * code_max + ["code_dead"] * (reg_max - code_max)
     assert by_code(manager, CODE, email="nobody@example.com")[0].status == "locked"
+    issue(manager, email="other@example.com")
+    wrongs = [by_code(manager, WRONG_CODE, email="other@example.com")[0].status
+              for _ in range(code_max + 1)]
+    assert wrongs == ["wrong"] * code_max + ["code_dead"]
 
 
 def test_expired_code_is_refused_but_the_link_works(backend):
@@ -244,7 +250,7 @@ def test_a_completed_reset_lifts_the_sign_in_throttle(backend):
 
 # -- Redis layout -----------------------------------------------------------------------------
 def test_redis_layout_shares_one_hash_tag_and_holds_no_secret(real, redis_server):
-    """Every key of a reset carries `{<id>}`; no address, code or token appears in clear."""
+    """Every key of a reset carries its shard's tag; no address, code or token in clear."""
     redis_server.client().flushall()
     manager = real.manager()
     token = issue(manager)
@@ -252,7 +258,7 @@ def test_redis_layout_shares_one_hash_tag_and_holds_no_secret(real, redis_server
     manager.take_login_attempt(EMAIL)
     address_id = manager.digester.address_id(EMAIL)
     keys = keys_of(real)
-    assert keys and all(f"{{{address_id}}}" in key for key in keys), keys
+    assert keys and all(f"{{{address_id[0]}}}" in key for key in keys), keys
     assert all(key.startswith(PREFIX) and EMAIL not in key for key in keys)
     stored = " ".join(str(real.client.dump(k)) for k in keys)
     assert CODE not in stored and token.split("-", 1)[1] not in stored
@@ -283,7 +289,7 @@ def test_fallback_holds_resets_and_moves_them_into_redis(real, redis_server):
         address_id = manager.digester.address_id(EMAIL)
         assert real.client.hget(f"{PREFIX}reset:{{{address_id[0]}}}:{address_id}", "a") == b"1"
         assert real.client.get(f"{PREFIX}reset-attempts:{{{address_id[0]}}}:{address_id}") == b"1"
-        assert real.client.get(f"{PREFIX}login-failures:{{{address_id}}}") == b"2"
+        assert real.client.get(f"{PREFIX}login-failures:{{{address_id[0]}}}:{address_id}") == b"2"
         assert manager.memory_resets.export_held() == []
         other = real.manager()  # another process, reading Redis only
         assert other.get_reset_by_token(token).email == EMAIL

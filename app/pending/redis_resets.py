@@ -36,6 +36,10 @@ class RedisResets(ResetStore):
         return (self.store.key("reset", address_id), self.store.key("reset-attempts", address_id),
                 self.store.key("login-failures", address_id))
 
+    def stand_in_key(self, address_id: str) -> str:
+        """Wrong codes tried against an address with no reset (see reset_check.lua)."""
+        return self.store.key("reset-code-attempts", address_id)
+
     def op_key(self, address_id: str, op_id: str) -> str:
         """Where one step keeps its answer (in the address's hash slot)."""
         return self.store.op_key(address_id, op_id)
@@ -48,7 +52,7 @@ class RedisResets(ResetStore):
         key = self.keys(reset.address_id)[0]
         # MULTI/EXEC: the old record (its code, link, attempts and claim) goes in the same step.
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(key)
+        pipe.delete(key, self.stand_in_key(reset.address_id))
         pipe.hset(key, mapping=reset.to_mapping())
         pipe.pexpire(key, int(ttl * 1000))
         pipe.execute()
@@ -59,7 +63,11 @@ class RedisResets(ResetStore):
 
     @_translate_errors
     def delete(self, address_id):
-        return bool(self.client.delete(self.keys(address_id)[0]))
+        # One DEL of keys in one slot: the reset and the stand-in count of a missing one.
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.keys(address_id)[0])
+        pipe.delete(self.stand_in_key(address_id))
+        return bool(pipe.execute()[0])
 
     @_translate_errors
     def load_by_token(self, address_id, digests, now):
@@ -75,7 +83,8 @@ class RedisResets(ResetStore):
                    claim_seconds, op_id, count_unknown=True):
         reset_key, attempts_key, _ = self.keys(address_id)
         caps = f"{code_ttl} {code_max} {reg_max} {window} {claim_seconds} {int(count_unknown)}"
-        raw = self._run("reset_check", [reset_key, attempts_key, self.op_key(address_id, op_id)],
+        raw = self._run("reset_check", [reset_key, attempts_key, self.op_key(address_id, op_id),
+                                        self.stand_in_key(address_id)],
                         [address_id, now, caps, op_id, *digests])
         return RedisStore._decode(raw, PasswordReset.from_mapping)
 

@@ -11,6 +11,7 @@ store's keys do), so each check-and-change is one script on one slot:
 |---|---|
 | `<prefix>reset:{s}:<id>` | the record (fields below), TTL max(CODE_TTL_SECONDS, RESET_TTL_SECONDS) |
 | `<prefix>reset-attempts:{s}:<id>` | wrong reset codes for the address (REGISTRATION_MAX_ATTEMPTS) |
+| `<prefix>reset-code-attempts:{s}:<id>` | wrong codes against an address with no reset (CODE_MAX_ATTEMPTS) |
 | `<prefix>login-failures:{s}:<id>` | failed sign-ins (LOGIN_MAX_FAILURES per 15 minutes) |
 | `<prefix>op:{s}:<op id>` | the answer of one step, so a retried step is not applied twice |
 
@@ -155,7 +156,13 @@ class MemoryResets(MemoryStore, ResetStore):
     def save(self, reset, ttl, allowance=None, op_id=None):
         with self.lock:
             self.cleanup()  # this store is not counted by /health: sweep as it is written
+            self.code_attempts.pop(reset.address_id, None)  # a new code: its count starts
             return super().save(reset, ttl, allowance, op_id)
+
+    def delete(self, address_id):
+        with self.lock:
+            self.code_attempts.pop(address_id, None)  # as a new reset would (reset_check.lua)
+            return super().delete(address_id)
 
     def load_by_token(self, address_id, digests, now=None):
         with self.lock:

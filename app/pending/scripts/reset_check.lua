@@ -1,7 +1,12 @@
 -- Check a password-reset code atomically, with the caps of a signup code (check_code.lua):
 -- refuse when the address's wrong reset codes reached reg_max, count every refused code (an
 -- unknown address, a dead or expired code, a wrong one), and claim the reset when right.
--- KEYS: reset hash, per-address reset attempts counter, op result key (one hash tag: the shard of the id)
+-- KEYS: reset hash, per-address reset attempts counter, op result key, per-code count of an
+--       address with no reset (one hash tag: the shard of the id)
+-- With no reset, the per-code count is KEYS[4], a stand-in for the code a reset would have
+-- (as check_code.lua does for signups), so an address with no account goes from "not right"
+-- to "tried too many times" after as many tries as one with a reset; saving or removing the
+-- address's reset (every forgotten-password request does one) starts it again.
 -- ARGV: address id, now, "code_ttl code_max reg_max window claim_seconds count_unknown",
 --       op_id, digest, digest, ...
 -- Returns the answer of `answer` below; the same op_id sent again gets the same answer.
@@ -32,7 +37,12 @@ if used >= reg_max then
 end
 local rec = redis.call('HMGET', KEYS[1], 'c', 'i', 'a', 'w', 'z')
 if not rec[2] then
-  if count_unknown == '1' then count_wrong() end
+  if count_unknown ~= '1' then return answer(KEYS[3], 'unknown') end
+  count_wrong()
+  if tonumber(redis.call('GET', KEYS[4]) or '0') >= code_max then
+    return answer(KEYS[3], 'code_dead')
+  end
+  if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], window) end
   return answer(KEYS[3], 'unknown')
 end
 if rec[4] and rec[4] ~= ARGV[4] and tonumber(rec[5]) > now then
