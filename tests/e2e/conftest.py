@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from urllib3.util.retry import Retry
 
 from ..conftest import PASSWORD
 from ..helpers import code_from, csrf_token, free_port, link_from, wait_for_port
@@ -237,6 +238,13 @@ class Browser:
     def __init__(self, base_url: str, *, new_connection_per_request: bool = False):
         self.base_url = base_url
         self.session = requests.Session()
+        # gunicorn closes an idle kept-alive connection after `keepalive` (2 s): a GET sent on
+        # it just as the server closes it gets a reset. A browser sends such a request again on
+        # a new connection; so does this one, for GETs only (they change nothing). A POST is
+        # never sent twice.
+        self.session.mount("http://", requests.adapters.HTTPAdapter(max_retries=Retry(
+            total=2, connect=2, read=2, status=0, redirect=0, allowed_methods={"GET", "HEAD"},
+            raise_on_status=False)))
         if new_connection_per_request:
             # No keep-alive: each request is a new connection any worker may accept.
             self.session.headers["Connection"] = "close"
