@@ -483,7 +483,11 @@ class TestConcurrency:
         assert not errors, errors
         assert len(promote.calls) == 1
         assert statuses.count("verified") == 1
-        assert set(statuses) - {"verified"} <= {"busy", "unknown"}, statuses
+        # Late arrivals find no record: a code is then refused as for any address without one,
+        # so after CODE_MAX_ATTEMPTS of them its stand-in count reads "code_dead" (issue 11,
+        # item 2). How many arrive late is the scheduler's choice; a link has no such count.
+        late = {"busy", "unknown"} | ({"code_dead"} if path == "code" else set())
+        assert set(statuses) - {"verified"} <= late, statuses
         assert len(statuses) == 20
         assert manager.get_registration("ada@example.com") is None
 
