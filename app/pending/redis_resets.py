@@ -31,7 +31,7 @@ class RedisResets(ResetStore):
         self.scripts = {name: self.client.register_script(
             (SCRIPTS_DIR / f"{name}.lua").read_text()) for name in SCRIPTS}
 
-    def keys(self, address_id: str) -> tuple[str, str, str]:
+    def key_names(self, address_id: str) -> tuple[str, str, str]:
         """The reset hash, its per-address attempts counter and the sign-in failures counter."""
         return (self.store.key("reset", address_id), self.store.key("reset-attempts", address_id),
                 self.store.key("login-failures", address_id))
@@ -49,7 +49,7 @@ class RedisResets(ResetStore):
 
     @_translate_errors
     def save(self, reset, ttl):
-        key = self.keys(reset.address_id)[0]
+        key = self.key_names(reset.address_id)[0]
         # MULTI/EXEC: the old record (its code, link, attempts and claim) goes in the same step.
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key, self.stand_in_key(reset.address_id))
@@ -59,19 +59,19 @@ class RedisResets(ResetStore):
 
     @_translate_errors
     def exists(self, address_id):
-        return bool(self.client.exists(self.keys(address_id)[0]))
+        return bool(self.client.exists(self.key_names(address_id)[0]))
 
     @_translate_errors
     def delete(self, address_id):
         # One DEL of keys in one slot: the reset and the stand-in count of a missing one.
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.keys(address_id)[0])
+        pipe.delete(self.key_names(address_id)[0])
         pipe.delete(self.stand_in_key(address_id))
         return bool(pipe.execute()[0])
 
     @_translate_errors
     def load_by_token(self, address_id, digests, now):
-        mapping = self.client.hgetall(self.keys(address_id)[0])
+        mapping = self.client.hgetall(self.key_names(address_id)[0])
         stored = mapping.get(b"t")
         if not stored or not any(hmac.compare_digest(stored, d.encode()) for d in digests):
             return None
@@ -81,7 +81,7 @@ class RedisResets(ResetStore):
     @_translate_errors
     def check_code(self, address_id, digests, *, now, code_ttl, code_max, reg_max, window,
                    claim_seconds, op_id, count_unknown=True):
-        reset_key, attempts_key, _ = self.keys(address_id)
+        reset_key, attempts_key, _ = self.key_names(address_id)
         caps = f"{code_ttl} {code_max} {reg_max} {window} {claim_seconds} {int(count_unknown)}"
         raw = self._run("reset_check", [reset_key, attempts_key, self.op_key(address_id, op_id),
                                         self.stand_in_key(address_id)],
@@ -90,14 +90,14 @@ class RedisResets(ResetStore):
 
     @_translate_errors
     def claim_token(self, address_id, digests, *, now, claim_seconds, op_id):
-        raw = self._run("reset_claim", [self.keys(address_id)[0],
+        raw = self._run("reset_claim", [self.key_names(address_id)[0],
                                          self.op_key(address_id, op_id)],
                         [address_id, now, claim_seconds, op_id, *digests])
         return RedisStore._decode(raw, PasswordReset.from_mapping)
 
     @_translate_errors
     def release(self, address_id, op_id, *, count_wrong, window, code_max=0, reg_max=0):
-        reset_key, attempts_key, _ = self.keys(address_id)
+        reset_key, attempts_key, _ = self.key_names(address_id)
         # release.lua is the pending store's own: the claim and counter fields are the same.
         left = int(self._run("release", [reset_key, attempts_key,
                                          self.op_key(address_id, op_id + ":release")],
@@ -106,18 +106,18 @@ class RedisResets(ResetStore):
 
     @_translate_errors
     def finish(self, address_id, op_id):
-        reset_key, _, failures_key = self.keys(address_id)
+        reset_key, _, failures_key = self.key_names(address_id)
         return bool(self._run("reset_finish", [reset_key, failures_key], [op_id]))
 
     @_translate_errors
     def take_login_attempt(self, address_id, *, max_failures, window, now, op_id):
-        return int(self._run("login_attempt", [self.keys(address_id)[2],
+        return int(self._run("login_attempt", [self.key_names(address_id)[2],
                                                self.op_key(address_id, op_id)],
                              ["take", max_failures, window]))
 
     @_translate_errors
     def refund_login_attempt(self, address_id, op_id, now):
-        self._run("login_attempt", [self.keys(address_id)[2], self.op_key(address_id, op_id)],
+        self._run("login_attempt", [self.key_names(address_id)[2], self.op_key(address_id, op_id)],
                   ["refund", 0, 0])
 
     @_translate_errors
@@ -127,7 +127,7 @@ class RedisResets(ResetStore):
         if held.reset is not None:
             fields = [str(item) for pair in held.reset.to_mapping().items() for item in pair]
         issued = to_ms(held.reset.code_issued_at) if held.reset is not None else 0
-        return bool(self._run("reset_merge", list(self.keys(held.address_id)), [
+        return bool(self._run("reset_merge", list(self.key_names(held.address_id)), [
             max(1, int(held.reset_ttl * 1000)), issued, held.attempts,
             max(1, int(held.attempts_ttl)), held.failures, max(1, int(held.failures_ttl)),
             json.dumps(fields)]))
