@@ -50,7 +50,6 @@ from tests.helpers import (
     ROOT,
     RedisServer,
     csrf_token,
-    free_port,
     path_of,
     require,
     wait_for_port,
@@ -119,6 +118,17 @@ def haproxy_config(template: str, port: int, servers: dict[str, int], admin_sock
     return "\n".join(lines) + "\n"
 
 
+@contextmanager
+def reserved_port():
+    """A free port that stays bound (not listening) until the block ends, so that no server
+    started meanwhile is given it. Both this socket and HAProxy's listener set SO_REUSEADDR, so
+    HAProxy can bind the port while it is held."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
 class HAProxy:
     """haproxy in the foreground on a generated config; its log in a file; its admin socket."""
 
@@ -147,10 +157,19 @@ class HAProxy:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([self.binary, "-db", "-f", str(self.config_path)],
                                             stdout=log, stderr=subprocess.STDOUT)
+        # Ready when its own admin socket exists: a TCP connect to the public port alone can be
+        # answered by something else (or by the connecting socket itself).
+        wait_until(self.listening, 15, 0.02, "HAProxy: admin socket")
         wait_for_port(self.port, 15)
         for name in self.servers:
             self.wait_for(name, "MAINT" if name in self.disabled else "UP", 15)
         return self
+
+    def listening(self) -> bool:
+        """Whether haproxy has made its admin socket; fails with its log if it has exited."""
+        code = self.process.poll()
+        assert code is None, f"haproxy exited with {code}:\n{self.log()}"
+        return self.socket_path.exists()
 
     def command(self, line: str) -> str:
         """One command on the admin socket; its answer."""
@@ -276,7 +295,8 @@ def site(tmp_path_factory, smtp_server, postgres):
         redis_server = RedisServer().start()
         stack.callback(redis_server.cleanup)
         database = postgres.create()
-        public_port = free_port()
+        # Held until HAProxy listens on it, so that no instance started meanwhile is given it.
+        public_port = stack.enter_context(reserved_port())
         shared = {
             "APP_ENV": "production",
             "SECRET_KEY": secrets.token_urlsafe(48),
