@@ -50,7 +50,6 @@ def configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     """Bind the unbound extensions and wire in the subsystems."""
-    app.config.setdefault("MAIL_SUPPRESS_SEND", False)
     from .sessions import init_app as init_sessions
 
     init_sessions(app)

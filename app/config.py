@@ -1,11 +1,20 @@
-"""Configuration read from the environment (and `.env`), parsed and checked at start-up."""
+"""Configuration read from the environment (and `.env`), parsed and checked at start-up.
+
+SETTINGS declares every environment variable once (name, default, parser, use). load_config
+runs the steps in order: read_settings (environment and overrides, parsed alike),
+check_settings, check_production (APP_ENV=production), fill_in_defaults, flask_settings.
+TestConfig is the same settings with the values tests run with.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -106,8 +115,9 @@ def split_cluster_url(url: str) -> tuple[str, list[tuple[str, int]]]:
     userinfo, at, hosts = netloc.rpartition("@")
     nodes = _host_ports("REDIS_URL", hosts)
     if not nodes:
+        # Not the URL itself: it may carry the password.
         raise ConfigError("REDIS_URL", f"a cluster URL names its nodes as host:port,host:port, "
-                                       f"got {url!r}")
+                                       f"got none in {scheme}://…")
     host, port = nodes[0]
     single = f"{CLUSTER_SCHEMES[scheme.lower()]}://{userinfo}{at}{host}:{port}{slash}{tail}"
     return single, nodes
@@ -131,46 +141,112 @@ def _base_url(name, raw):
     return raw.rstrip("/")
 
 
-# variable -> (default, parser). A default of None means "unset".
-SETTINGS = {
-    "APP_ENV": ("development", None),
-    "SECRET_KEY": (None, None),
-    "SECRET_KEY_FALLBACKS": ("", lambda n, r: [k.strip() for k in r.split(",") if k.strip()]),
-    "APP_BASE_URL": (None, _base_url),
-    "REDIS_URL": ("redis://localhost:6379/0", _redis_url),
-    "REDIS_SENTINELS": ("", _host_ports),
-    "REDIS_SENTINEL_MASTER": (None, None),
-    "REDIS_CLUSTER_NODES": ("", _host_ports),
-    "REDIS_KEY_PREFIX": ("signup:", None),
-    "PENDING_FALLBACK": ("on", _bool),
-    "DATABASE_URL": (None, _database_url),
-    "MAIL_SERVER": (None, None),
-    "MAIL_LOG_ONLY": ("off", _bool),
-    "MAIL_PORT": ("25", lambda n, r: _int(n, r, minimum=1)),
-    "MAIL_USE_TLS": ("off", _bool),
-    "MAIL_USE_SSL": ("off", _bool),
-    "MAIL_USERNAME": (None, None),
-    "MAIL_PASSWORD": (None, None),
-    "MAIL_DEFAULT_SENDER": (None, None),
-    "MAIL_TIMEOUT": ("10", _float),
-    "PENDING_TTL_SECONDS": ("86400", lambda n, r: _int(n, r, minimum=1)),
-    "CODE_TTL_SECONDS": ("3600", lambda n, r: _int(n, r, minimum=1)),
-    "CODE_MAX_ATTEMPTS": ("5", lambda n, r: _int(n, r, minimum=1)),
-    "REGISTRATION_MAX_ATTEMPTS": ("10", lambda n, r: _int(n, r, minimum=1)),
-    "RESEND_COOLDOWN_SECONDS": ("60", _int),
-    "RESEND_MAX_PER_HOUR": ("5", lambda n, r: _int(n, r, minimum=1)),
-    "PASSWORD_MIN_LENGTH": ("8", lambda n, r: _int(n, r, minimum=1)),
-    "RATELIMIT_ENABLED": ("on", _bool),
-    "RATELIMIT_SIGNUP": ("20/minute", _limit),
-    "RATELIMIT_VERIFY": ("30 per 5 minutes", _limit),
-    "RATELIMIT_RESEND": ("10/hour", _limit),
-    "RATELIMIT_LOGIN": ("10/minute", _limit),
-    "TRUSTED_PROXIES": ("0", _int),
-    "SESSION_COOKIE_SECURE": (None, _bool),
-    "HEALTH_TOKEN": (None, None),
-    "MAX_CONTENT_LENGTH": ("65536", lambda n, r: _int(n, r, minimum=1024)),
-    "RESET_TTL_SECONDS": ("3600", lambda n, r: _int(n, r, minimum=1)),
-    "LOGIN_MAX_FAILURES": ("10", lambda n, r: _int(n, r, minimum=1)),
+def _at_least(minimum):
+    """An int parser refusing values below `minimum`."""
+    return lambda name, raw: _int(name, raw, minimum=minimum)
+
+
+def _app_env(name, raw):
+    value = raw.strip().lower()
+    if value not in ("development", "production", "testing"):
+        raise ConfigError(name, f"expected development or production, got {value!r}")
+    return value
+
+
+def _names(name, raw):
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its default as `.env` would spell it, its parser, its use.
+
+    `default` None means unset (an empty value in the environment is unset too). `parse`
+    takes (name, text) and returns the typed value or raises ConfigError naming the variable;
+    None keeps the text. `testing` is the value TestConfig gives it (None: the default).
+    """
+
+    name: str
+    default: str | None
+    parse: Callable[[str, str], Any] | None = None
+    doc: str = ""
+    testing: Any = None
+
+
+# Every environment variable the app reads, once: SPEC section 10, then the tuning values
+# that SPEC leaves to the implementation. `.env.example` documents each one.
+SETTINGS = {setting.name: setting for setting in (
+    Setting("APP_ENV", "development", _app_env,
+            "development, or production (start-up checks, Secure cookies); tests use testing",
+            testing="testing"),
+    Setting("SECRET_KEY", None, None, "signs sessions and keys the code and token digests",
+            testing="test-secret-key-that-is-long-enough-for-tests-0123456789"),
+    Setting("SECRET_KEY_FALLBACKS", "", _names, "old keys, comma-separated, during a rotation"),
+    Setting("APP_BASE_URL", None, _base_url, "the public URL emailed links are built on"),
+    Setting("REDIS_URL", "redis://localhost:6379/0", _redis_url,
+            "the pending store: redis://, rediss://, unix://, redis+cluster:// or memory://",
+            testing="memory://"),
+    Setting("REDIS_SENTINELS", "", _host_ports, "Sentinel instead: host:port,host:port"),
+    Setting("REDIS_SENTINEL_MASTER", None, None, "the master's name at the sentinels"),
+    Setting("REDIS_CLUSTER_NODES", "", _host_ports, "a Redis Cluster's nodes, host:port,..."),
+    Setting("REDIS_KEY_PREFIX", "signup:", None, "every Redis key starts with it"),
+    Setting("REDIS_TIMEOUT", "1.0", _float,
+            "seconds to connect to Redis and for each reply before falling back"),
+    Setting("PENDING_FALLBACK", "on", _bool, "keep registrations in memory while Redis is down"),
+    Setting("DATABASE_URL", None, _database_url, "the users database (SQLAlchemy URL)"),
+    Setting("MAIL_SERVER", None, None, "SMTP host; unset writes emails to the log (development)"),
+    Setting("MAIL_LOG_ONLY", "off", _bool, "write every email to the log instead, on purpose"),
+    Setting("MAIL_PORT", "25", _at_least(1), "SMTP port"),
+    Setting("MAIL_USE_TLS", "off", _bool, "STARTTLS"),
+    Setting("MAIL_USE_SSL", "off", _bool, "implicit TLS"),
+    Setting("MAIL_USERNAME", None, None, "SMTP login"),
+    Setting("MAIL_PASSWORD", None, None, "SMTP password"),
+    Setting("MAIL_DEFAULT_SENDER", None, None, "From address; noreply@localhost in development"),
+    Setting("MAIL_TIMEOUT", "10", _float, "seconds per SMTP operation"),
+    Setting("PENDING_TTL_SECONDS", "86400", _at_least(1), "how long a registration waits"),
+    Setting("CODE_TTL_SECONDS", "3600", _at_least(1), "how long a code is valid"),
+    Setting("CODE_MAX_ATTEMPTS", "5", _at_least(1), "wrong codes per issued code"),
+    Setting("REGISTRATION_MAX_ATTEMPTS", "10", _at_least(1),
+            "wrong codes and passwords per address per PENDING_TTL_SECONDS"),
+    Setting("RESEND_COOLDOWN_SECONDS", "60", _int, "seconds between two emails to an address",
+            testing=0),
+    Setting("RESEND_MAX_PER_HOUR", "5", _at_least(1), "emails per address per hour",
+            testing=1000),
+    Setting("CLAIM_SECONDS", "30", _at_least(1),
+            "how long a right code or link holds its registration while it is promoted"),
+    Setting("PASSWORD_MIN_LENGTH", "8", _at_least(1), "shortest password accepted"),
+    Setting("ARGON2_TIME_COST", "3", _at_least(1), "argon2id passes (argon2-cffi's default)",
+            testing=1),
+    Setting("ARGON2_MEMORY_COST", "65536", _at_least(8), "argon2id memory in KiB", testing=1024),
+    Setting("ARGON2_PARALLELISM", "4", _at_least(1), "argon2id lanes", testing=1),
+    Setting("RATELIMIT_ENABLED", "on", _bool, "per-IP limits on the form POSTs",
+            testing=False),
+    Setting("RATELIMIT_SIGNUP", "20/minute", _limit, "POST /signup per IP"),
+    Setting("RATELIMIT_VERIFY", "30 per 5 minutes", _limit, "POST /verify per IP"),
+    Setting("RATELIMIT_RESEND", "10/hour", _limit, "POST /resend per IP"),
+    Setting("RATELIMIT_LOGIN", "10/minute", _limit, "POST /login per IP"),
+    Setting("TRUSTED_PROXIES", "0", _int, "reverse proxies in front (X-Forwarded-For hops)"),
+    Setting("SESSION_COOKIE_SECURE", None, _bool, "on in production, off in development"),
+    Setting("HEALTH_TOKEN", None, None, "Bearer token for /metrics and /health's detail"),
+    Setting("MAX_CONTENT_LENGTH", "65536", _at_least(1024), "request body limit in bytes"),
+    Setting("RESET_TTL_SECONDS", "3600", _at_least(1), "how long a password-reset link works"),
+    Setting("LOGIN_MAX_FAILURES", "10", _at_least(1),
+            "failed sign-ins per account per LOGIN_FAILURE_WINDOW_SECONDS"),
+    Setting("LOGIN_FAILURE_WINDOW_SECONDS", "900", _at_least(1),
+            "the window LOGIN_MAX_FAILURES counts in"),
+)}
+
+# Keys the code reads that are neither an environment variable above nor set by
+# flask_settings: Flask's and its extensions' own, with why the app touches them.
+EXTENSION_KEYS = {
+    "SESSION_COOKIE_NAME": "Flask's; tells whether a request brought a session",
+    "TEMPLATES_AUTO_RELOAD": "Flask's; the page cache stays off while templates reload",
+    "WTF_CSRF_FIELD_NAME": "Flask-WTF's; the page cache writes the token into this field",
+    "WTF_CSRF_SECRET_KEY": "Flask-WTF's; the page cache signs tokens with it",
+    "RATELIMIT_STORAGE_URI": "Flask-Limiter's; limits.init_app sets it from REDIS_*",
+    "RATELIMIT_STORAGE_OPTIONS": "Flask-Limiter's; limits.init_app sets it from REDIS_*",
+    "RATELIMIT_HEADERS_ENABLED": "Flask-Limiter's; limits.init_app turns it off",
+    "PENDING_MANAGER": "a test's own PendingRegistrationManager instead of one built here",
 }
 
 
@@ -217,26 +293,6 @@ def link_base_url(base_url: str | None, environ) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def _check_production(config: dict) -> None:
-    """The start-up checks of APP_ENV=production; ConfigError naming the first that fails."""
-    _require_random("SECRET_KEY", config["SECRET_KEY"], "secret")
-    for old in config["SECRET_KEY_FALLBACKS"]:
-        # An old key still signs sessions and links, so it needs the same strength.
-        _require_random("SECRET_KEY_FALLBACKS", old, "secret (each old key)")
-    if not config["APP_BASE_URL"]:
-        raise ConfigError("APP_BASE_URL", "production needs the public URL of the site")
-    # /metrics and /health's detail tell which branch a request took (an address's state).
-    _require_random("HEALTH_TOKEN", config["HEALTH_TOKEN"],
-                    "token for /metrics and /health's detail (Authorization: Bearer …)")
-    if not config["MAIL_SERVER"] and not config["MAIL_LOG_ONLY"]:
-        raise ConfigError(
-            "MAIL_SERVER", "production needs an SMTP server to send codes and links; to write "
-                           "every email (codes and links included) to the log instead, set "
-                           "MAIL_LOG_ONLY=on")
-    if config["MAIL_SERVER"] and not config["MAIL_DEFAULT_SENDER"]:
-        raise ConfigError("MAIL_DEFAULT_SENDER", "production needs a sender when MAIL_SERVER is set")
-
-
 def read_environment(environ=None, dotenv_path=None):
     """Merge `.env` under the real environment (the real environment wins)."""
     path = dotenv_path or PROJECT_ROOT / ".env"
@@ -260,78 +316,34 @@ def _dev_secret(instance_path: Path) -> str:
     raise ConfigError("SECRET_KEY", f"could not read the development secret in {path}")
 
 
-def load_config(environ=None, overrides=None, instance_path: Path = INSTANCE_PATH):
-    """Return the Flask config dict: every SPEC variable parsed, checked and given its default.
+def _as_text(value) -> str | None:
+    """An override as the environment would spell it, so one parser checks both."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ",".join(":".join(map(str, item)) if isinstance(item, tuple) else str(item)
+                        for item in value)
+    return str(value)
 
-    `overrides` (from tests or a caller of `create_app`) win over the environment and are
-    taken as already-typed values.
+
+def read_settings(env, overrides=None) -> dict:
+    """Every declared setting, parsed: from `overrides` when named there, else from `env`.
+
+    An override is read as the environment would spell it (True as "on", 5 as "5", a list
+    comma-separated), so the same parser checks it; None or "" means unset, as in `.env`.
     """
-    env = read_environment(environ)
-    overrides = dict(overrides or {})
+    overrides = overrides or {}
     config = {}
-    for name, (default, parser) in SETTINGS.items():
-        if name in overrides:
-            config[name] = overrides.pop(name)
-            continue
-        raw = env.get(name)
-        if raw is None or (raw == "" and default is None):
-            raw = default
+    for name, setting in SETTINGS.items():
+        raw = _as_text(overrides[name]) if name in overrides else env.get(name)
+        if raw is None or (raw == "" and setting.default is None):
+            raw = setting.default
         if raw is None:
             config[name] = None
         else:
-            config[name] = parser(name, raw) if parser else raw
-    config.update(overrides)
-
-    app_env = str(config["APP_ENV"]).lower()
-    if app_env not in ("development", "production", "testing"):
-        raise ConfigError("APP_ENV", f"expected development or production, got {app_env!r}")
-    config["APP_ENV"] = app_env
-    production = app_env == "production"
-    config["SECRET_KEY_GENERATED"] = False
-    if production:
-        _check_production(config)
-    elif not config["SECRET_KEY"]:
-        config["SECRET_KEY"] = _dev_secret(instance_path)
-        config["SECRET_KEY_GENERATED"] = True
-
-    if config["MAIL_LOG_ONLY"] and config["MAIL_SERVER"]:
-        raise ConfigError("MAIL_LOG_ONLY", "on writes emails to the log instead of sending "
-                                           "them: unset MAIL_SERVER, or turn MAIL_LOG_ONLY off")
-    config["APP_BASE_URL"] = link_base_url(config["APP_BASE_URL"], environ)
-    if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
-        raise ConfigError("MAIL_USE_SSL", "use either MAIL_USE_TLS or MAIL_USE_SSL, not both")
-    if config["REDIS_SENTINELS"] and not config["REDIS_SENTINEL_MASTER"]:
-        raise ConfigError("REDIS_SENTINEL_MASTER", "required when REDIS_SENTINELS is set")
-    _check_cluster(config)
-    if not config["MAIL_DEFAULT_SENDER"]:
-        config["MAIL_DEFAULT_SENDER"] = "noreply@localhost"
-    if config["SESSION_COOKIE_SECURE"] is None:
-        config["SESSION_COOKIE_SECURE"] = production
-    if not config["DATABASE_URL"]:
-        private_dirs(instance_path)
-        config["DATABASE_URL"] = f"sqlite:///{instance_path / 'signup.db'}"
-
-    # Flask and extension settings derived from the SPEC variables.
-    config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"])
-    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
-    # Flask-WTF's HTTPS Referer check would refuse every confirm on a link page: those pages
-    # send `Referrer-Policy: no-referrer` (section 3), so the browser's POST carries no Referer
-    # (and Origin "null"). The session-bound CSRF token is still required on every form.
-    config.setdefault("WTF_CSRF_SSL_STRICT", False)
-    config.setdefault("BABEL_DEFAULT_LOCALE", "en")
-    config.setdefault("LANGUAGES", ["en", "tr"])
-    # translations/ sits at the top level beside templates/ (Flask-Babel looks under app/).
-    config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PROJECT_ROOT / "translations"))
-    # argon2id at argon2-cffi's defaults; TestConfig lowers these.
-    config.setdefault("ARGON2_TIME_COST", 3)
-    config.setdefault("ARGON2_MEMORY_COST", 65536)
-    config.setdefault("ARGON2_PARALLELISM", 4)
-    config.setdefault("CLAIM_SECONDS", 30)
-    # LOGIN_MAX_FAILURES counts failed sign-ins per account in a window of this length.
-    config.setdefault("LOGIN_FAILURE_WINDOW_SECONDS", 900)
-    config.setdefault("REDIS_TIMEOUT", 1.0)
+            config[name] = setting.parse(name, raw) if setting.parse else raw
     return config
 
 
@@ -357,18 +369,109 @@ def _check_cluster(config) -> None:
         raise ConfigError("REDIS_URL", "a Redis Cluster has only database 0")
 
 
-class TestConfig:
-    """Overrides for tests: memory store, cheap hashing, no rate limits, no CSRF by default."""
+def check_settings(config) -> None:
+    """The checks between settings that hold in every mode; ConfigError naming one of them."""
+    if config["MAIL_LOG_ONLY"] and config["MAIL_SERVER"]:
+        raise ConfigError("MAIL_LOG_ONLY", "on writes emails to the log instead of sending "
+                                           "them: unset MAIL_SERVER, or turn MAIL_LOG_ONLY off")
+    if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
+        raise ConfigError("MAIL_USE_SSL", "use either MAIL_USE_TLS or MAIL_USE_SSL, not both")
+    if config["REDIS_SENTINELS"] and not config["REDIS_SENTINEL_MASTER"]:
+        raise ConfigError("REDIS_SENTINEL_MASTER", "required when REDIS_SENTINELS is set")
+    _check_cluster(config)
+    # argon2 needs 8 KiB per lane; argon2-cffi would only say so at the first hash.
+    if config["ARGON2_MEMORY_COST"] < 8 * config["ARGON2_PARALLELISM"]:
+        raise ConfigError("ARGON2_MEMORY_COST", f"must be at least 8 KiB per lane (8 × "
+                                                f"ARGON2_PARALLELISM = "
+                                                f"{8 * config['ARGON2_PARALLELISM']}), got "
+                                                f"{config['ARGON2_MEMORY_COST']}")
 
-    values = {
-        "APP_ENV": "testing",
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key-that-is-long-enough-for-tests-0123456789",
-        "REDIS_URL": "memory://",
-        "RESEND_COOLDOWN_SECONDS": 0,
-        "RESEND_MAX_PER_HOUR": 1000,
-        "RATELIMIT_ENABLED": False,
-        "ARGON2_TIME_COST": 1,
-        "ARGON2_MEMORY_COST": 1024,
-        "ARGON2_PARALLELISM": 1,
+
+def check_production(config: dict) -> None:
+    """The start-up checks of APP_ENV=production; ConfigError naming the first that fails."""
+    _require_random("SECRET_KEY", config["SECRET_KEY"], "secret")
+    for old in config["SECRET_KEY_FALLBACKS"]:
+        # An old key still signs sessions and links, so it needs the same strength.
+        _require_random("SECRET_KEY_FALLBACKS", old, "secret (each old key)")
+    if not config["APP_BASE_URL"]:
+        raise ConfigError("APP_BASE_URL", "production needs the public URL of the site")
+    # /metrics and /health's detail tell which branch a request took (an address's state).
+    _require_random("HEALTH_TOKEN", config["HEALTH_TOKEN"],
+                    "token for /metrics and /health's detail (Authorization: Bearer …)")
+    if not config["MAIL_SERVER"] and not config["MAIL_LOG_ONLY"]:
+        raise ConfigError(
+            "MAIL_SERVER", "production needs an SMTP server to send codes and links; to write "
+                           "every email (codes and links included) to the log instead, set "
+                           "MAIL_LOG_ONLY=on")
+    if config["MAIL_SERVER"] and not config["MAIL_DEFAULT_SENDER"]:
+        raise ConfigError("MAIL_DEFAULT_SENDER", "production needs a sender when MAIL_SERVER is set")
+
+
+def fill_in_defaults(config, environ=None, instance_path: Path = INSTANCE_PATH) -> None:
+    """The defaults that depend on the mode or the machine: the development secret, the link
+    base URL, the sender, Secure cookies and the SQLite file in the instance folder."""
+    production = config["APP_ENV"] == "production"
+    config["SECRET_KEY_GENERATED"] = False
+    if not production and not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = _dev_secret(instance_path)
+        config["SECRET_KEY_GENERATED"] = True
+    config["APP_BASE_URL"] = link_base_url(config["APP_BASE_URL"], environ)
+    if not config["MAIL_DEFAULT_SENDER"]:
+        config["MAIL_DEFAULT_SENDER"] = "noreply@localhost"
+    if config["SESSION_COOKIE_SECURE"] is None:
+        config["SESSION_COOKIE_SECURE"] = production
+    if not config["DATABASE_URL"]:
+        private_dirs(instance_path)
+        config["DATABASE_URL"] = f"sqlite:///{instance_path / 'signup.db'}"
+
+
+def flask_settings(config) -> dict:
+    """Flask's and its extensions' settings, derived from the declared ones."""
+    return {
+        "TESTING": config["APP_ENV"] == "testing",
+        "SQLALCHEMY_DATABASE_URI": config["DATABASE_URL"],
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+        # Flask-WTF's HTTPS Referer check would refuse every confirm on a link page: those
+        # pages send `Referrer-Policy: no-referrer` (section 3), so the browser's POST carries
+        # no Referer (and Origin "null"). The session-bound CSRF token is still required.
+        "WTF_CSRF_SSL_STRICT": False,
+        # Flask-Mail suppresses sending while TESTING; tests read a real SMTP server instead.
+        "MAIL_SUPPRESS_SEND": False,
+        "BABEL_DEFAULT_LOCALE": "en",
+        "LANGUAGES": ["en", "tr"],
+        # translations/ sits at the top level beside templates/ (Flask-Babel looks under app/).
+        "BABEL_TRANSLATION_DIRECTORIES": str(PROJECT_ROOT / "translations"),
     }
+
+
+def load_config(environ=None, overrides=None, instance_path: Path = INSTANCE_PATH):
+    """Return the Flask config dict: every declared setting parsed, checked and defaulted,
+    then the Flask settings derived from them.
+
+    `environ` (default: the real environment) is read over `.env`. `overrides` (a test's, or
+    a caller's of `create_app`) win over both; a declared setting among them is parsed as the
+    environment's text would be, and any other key (Flask's own, such as WTF_CSRF_ENABLED) is
+    passed to Flask as it is, after the derived settings.
+    """
+    overrides = dict(overrides or {})
+    config = read_settings(read_environment(environ), overrides)
+    check_settings(config)
+    if config["APP_ENV"] == "production":
+        check_production(config)
+    fill_in_defaults(config, environ, instance_path)
+    config.update(flask_settings(config))
+    config.update({key: value for key, value in overrides.items() if key not in SETTINGS})
+    return config
+
+
+class TestConfig:
+    """The settings tests run with: memory store, cheap hashing, no rate limits, no resend wait.
+
+    The same declared settings with the `testing` values given in SETTINGS, passed as
+    overrides (`create_app(TestConfig.values)`), so they are parsed and checked like any.
+    """
+
+    values = {name: setting.testing for name, setting in SETTINGS.items()
+              if setting.testing is not None}
