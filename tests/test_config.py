@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import random
 import secrets
+from pathlib import Path
 
 import pytest
 
 import app.config as config_module
-from app.config import ConfigError, load_config, read_environment
+from app.config import (EXTENSION_KEYS, SETTINGS, ConfigError, TestConfig, load_config,
+                        read_environment)
 from tests.helpers import csrf_token
 
+ROOT = Path(__file__).resolve().parent.parent
 GOOD_SECRET = "IsUv4Ym83xvgUhc_lrjzyKf6cb3vxR3xMaenpi2n9BI"  # secrets.token_urlsafe(32)
 HEALTH_TOKEN = "zG2LY_OX9Js8T2oXL2_8vgTJWNLiNtJbhRgfIt9r6M8"
 PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": GOOD_SECRET,
@@ -205,6 +209,14 @@ BAD_VALUES = [
     ("REDIS_URL", "rediss+cluster://c1:7000/2"),
     ("REDIS_URL", "redis+sentinel://s1:26379"),
     ("MAIL_LOG_ONLY", "sometimes"),
+    ("REDIS_TIMEOUT", "0"),
+    ("REDIS_TIMEOUT", "a second"),
+    ("CLAIM_SECONDS", "0"),
+    ("LOGIN_FAILURE_WINDOW_SECONDS", "15 minutes"),
+    ("ARGON2_TIME_COST", "0"),
+    ("ARGON2_MEMORY_COST", "4"),
+    ("ARGON2_PARALLELISM", "many"),
+    ("APP_ENV", "staging"),
     ("PORT", "http"),
 ]
 
@@ -398,3 +410,145 @@ def test_overrides_win(instance):
     config = load_config(environ={"CODE_MAX_ATTEMPTS": "7"}, overrides={"CODE_MAX_ATTEMPTS": 2},
                          instance_path=instance)
     assert config["CODE_MAX_ATTEMPTS"] == 2
+
+
+@pytest.mark.parametrize(("name", "value"), [(n, v) for n, v in BAD_VALUES if n in SETTINGS])
+def test_bad_override_names_the_variable_like_the_environment(instance, name, value):
+    """An override is parsed like the environment: the same bad value, the same error."""
+    with pytest.raises(ConfigError) as from_environment:
+        load(instance, **{name: value})
+    with pytest.raises(ConfigError) as from_override:
+        load_config(environ={}, overrides={name: value}, instance_path=instance)
+    assert str(from_override.value) == str(from_environment.value)
+
+
+@pytest.mark.parametrize(("name", "typed", "text"), [
+    ("PENDING_FALLBACK", False, "off"),
+    ("RATELIMIT_ENABLED", True, "on"),
+    ("CODE_TTL_SECONDS", 120, "120"),
+    ("MAIL_TIMEOUT", 2.5, "2.5"),
+    ("REDIS_TIMEOUT", 0.2, "0.2"),
+    ("SECRET_KEY_FALLBACKS", ["old-one", "older-one"], "old-one,older-one"),
+    ("REDIS_CLUSTER_NODES", [("c1", 7000), ("c2", 7001)], "c1:7000,c2:7001"),
+    ("APP_BASE_URL", "https://signup.example.com/", "https://signup.example.com/"),
+    ("DATABASE_URL", "postgres://u:p@db/signup", "postgres://u:p@db/signup"),
+])
+def test_typed_override_gives_what_the_environment_gives(instance, name, typed, text):
+    """A typed override (True, 120, a list) ends as the same value as its environment text."""
+    overridden = load_config(environ={}, overrides={name: typed}, instance_path=instance)
+    assert overridden[name] == load(instance, **{name: text})[name]
+
+
+def test_none_override_means_unset_whatever_the_environment_says(instance):
+    """An override of None is the default, not the environment's value."""
+    config = load_config(environ={"CODE_TTL_SECONDS": "120", "MAIL_SERVER": "smtp.example.com"},
+                         overrides={"CODE_TTL_SECONDS": None, "MAIL_SERVER": None},
+                         instance_path=instance)
+    assert config["CODE_TTL_SECONDS"] == 3600 and config["MAIL_SERVER"] is None
+
+
+def test_other_overrides_reach_flask_unchanged(instance):
+    """A key that is not a declared setting (Flask's own) is passed through, and wins over a
+    derived Flask setting."""
+    config = load_config(environ={}, instance_path=instance,
+                         overrides={"WTF_CSRF_ENABLED": False, "SESSION_COOKIE_SAMESITE": "Strict"})
+    assert config["WTF_CSRF_ENABLED"] is False
+    assert config["SESSION_COOKIE_SAMESITE"] == "Strict"
+
+
+def test_argon2_memory_needs_eight_kib_per_lane(instance):
+    """argon2 needs 8 KiB of memory per lane: refused at start-up, not at the first hash."""
+    with pytest.raises(ConfigError) as caught:
+        load(instance, ARGON2_PARALLELISM="8", ARGON2_MEMORY_COST="32")
+    assert caught.value.variable == "ARGON2_MEMORY_COST"
+    assert "ARGON2_PARALLELISM" in str(caught.value)
+
+
+def test_test_config_is_the_declared_settings_with_other_values(instance):
+    """TestConfig names only declared settings and loads (parsed and checked like any)."""
+    assert set(TestConfig.values) <= set(SETTINGS)
+    config = load_config(environ={}, overrides=TestConfig.values, instance_path=instance)
+    assert config["APP_ENV"] == "testing" and config["TESTING"] is True
+    assert config["REDIS_URL"] == "memory://" and config["RATELIMIT_ENABLED"] is False
+    assert load(instance)["TESTING"] is False
+
+
+def test_every_declared_default_is_what_loads(instance):
+    """Each setting's declared default is the value an empty environment gives it."""
+    config = load(instance)
+    for name, setting in SETTINGS.items():
+        if setting.default is not None:
+            parsed = setting.parse(name, setting.default) if setting.parse else setting.default
+            assert config[name] == parsed, name
+
+
+def env_example() -> dict[str, str]:
+    """`.env.example`'s assignments, commented-out ones included."""
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        line = line.removeprefix("# ").strip()
+        name, sep, value = line.partition("=")
+        if sep and name.isupper() and name.replace("_", "").isalnum():
+            values[name] = value
+    return values
+
+
+def test_every_setting_is_in_env_example_with_its_default():
+    """Every declared environment setting has its line in `.env.example`, with the declared
+    default (or empty when the default depends on the mode)."""
+    listed = env_example()
+    missing = sorted(set(SETTINGS) - set(listed))
+    assert not missing, f"not in .env.example: {missing}"
+    for name, setting in SETTINGS.items():
+        if setting.default is not None:
+            assert listed[name] == setting.default, name
+
+
+SCANNED = [*sorted((ROOT / "app").rglob("*.py")), ROOT / "wsgi.py", ROOT / "gunicorn.conf.py",
+           *sorted((ROOT / "bench").rglob("*.py"))]
+
+
+def _is_config(node) -> bool:
+    """`<anything>.config`, or a local the code names `config` or `cfg` (Flask's config)."""
+    return ((isinstance(node, ast.Attribute) and node.attr == "config")
+            or (isinstance(node, ast.Name) and node.id in ("config", "cfg")))
+
+
+def _literal(node) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def config_keys_used() -> dict[str, list[str]]:
+    """Every literal config key the code reads or sets (`config["X"]`, `config.get("X")`,
+    `config.setdefault("X", …)`, `cfg["X"]`), with where."""
+    used: dict[str, list[str]] = {}
+    for path in SCANNED:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            key = None
+            if isinstance(node, ast.Subscript) and _is_config(node.value):
+                key = _literal(node.slice)
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in ("get", "setdefault", "pop") and _is_config(node.func.value)
+                  and node.args):
+                key = _literal(node.args[0])
+            if key:
+                used.setdefault(key, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return used
+
+
+def test_code_reads_only_declared_config_keys(instance):
+    """Every config key app/, wsgi.py, gunicorn.conf.py and bench/ use is declared in
+    app/config.py: a setting, a key load_config derives, or an EXTENSION_KEYS entry."""
+    used = config_keys_used()
+    # The scan sees the reads it is meant to see (it cannot pass by finding nothing).
+    assert {"CLAIM_SECONDS", "ARGON2_TIME_COST", "REDIS_TIMEOUT", "CODE_TTL_SECONDS"} <= set(used)
+    declared = set(load(instance)) | set(EXTENSION_KEYS)
+    undeclared = {key: where for key, where in used.items() if key not in declared}
+    assert not undeclared, f"config keys not declared in app/config.py: {undeclared}"
+
+
+def test_extension_keys_are_all_used():
+    """EXTENSION_KEYS lists only keys some module outside config.py still uses."""
+    outside = {key for key, where in config_keys_used().items()
+               if any(not place.startswith("app/config.py") for place in where)}
+    assert not set(EXTENSION_KEYS) - outside, set(EXTENSION_KEYS) - outside
