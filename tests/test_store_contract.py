@@ -717,7 +717,7 @@ class TestOperations:
             assert count_buckets(backend) == {expiry_minute(backend, manager,
                                                             "new@example.com"): 1}
         else:
-            assert len(manager.memory.records) == 1
+            assert len(manager.fallback.memory.records) == 1
 
     def test_health_check(self, backend, manager):
         """Memory: Redis disabled; Redis: healthy, with latency and the server facts."""
@@ -813,14 +813,14 @@ class TestRedisLayout:
         real.client.script_flush()
         real.client.config_resetstat()
         manager = real.manager()
-        shas = [manager.primary.scripts[name].sha for name in SCRIPT_NAMES]
+        shas = [manager.fallback.primary.scripts[name].sha for name in SCRIPT_NAMES]
         assert real.client.script_exists(*shas) == [False] * len(shas)
         manager.start()
         assert real.client.script_exists(*shas) == [True] * len(shas)
         real.client.script_flush()  # as after a Redis restart
         self.exercise(manager, password_hash)
         kept = manager.get_registration("kept.person@example.com")
-        assert manager.primary.merge(kept, 60, 1, 60) is False  # Redis's copy is not older
+        assert manager.fallback.primary.merge(kept, 60, 1, 60) is False  # Redis's copy is not older
         manager.get_stats()
         manager.cleanup_expired()
         manager.health_check()
@@ -1079,7 +1079,7 @@ class TestCompactRedisLayout:
         if redis_backend.kind == "redis":
             assert redis_backend.client.object("encoding", key) == b"listpack"
         # Only the record, its count shard and the email allowance, all under one hash tag.
-        store, aid = manager.primary, manager.address_id("ada@example.com")
+        store, aid = manager.fallback.primary, manager.address_id("ada@example.com")
         others = {k.decode() for k in redis_backend.client.scan_iter(count=500)} - {key}
         assert {k for k in others if not k.startswith(PREFIX + "op:")} == {
             store.count_key(aid), store.key("mail:hour", aid), store.key("mail:cooldown", aid)}
