@@ -17,6 +17,7 @@ from app.pending.manager import Limits, PendingRegistrationManager
 from app.pending.memory import MemoryStore
 from app.pending.model import PendingRegistration, StoreUnavailable
 from app.pending.redis_client import build_client, cluster_client
+from app.pending.redis_format import registration_fields, registration_from_fields
 from app.pending.redis_store import SCRIPT_NAMES, SCRIPTS_DIR, SHARDS, RedisStore
 from app.security import Digester, Passwords, link_token_address_id, new_link_token
 
@@ -799,7 +800,7 @@ class TestRedisLayout:
         secrets_used = self.exercise(manager, password_hash) + [PASSWORD]
         dump = dump_redis(real.client)
         assert dump
-        # The dump is complete: the argon2 hash is there (stored in two fields, see model.py).
+        # The dump is complete: the argon2 hash is there (stored in two fields, see redis_format.py).
         head, _, tail = password_hash.rpartition("$")
         assert any(head in value and tail in value for value in dump.values())
         for key, value in dump.items():
@@ -954,9 +955,9 @@ def test_from_mapping_round_trip():
                               updated_at=1_764_000_001.125, expires_at=1_764_086_400.0,
                               name="Ada", locale="fr", code_attempts=2, address_id="a" * 32,
                               browser_digest="b" * 43)
-    mapping = {k.encode(): str(v).encode() for k, v in reg.to_mapping().items()}
+    mapping = {k.encode(): str(v).encode() for k, v in registration_fields(reg).items()}
     mapping[b"w"], mapping[b"z"] = b"bookkeeping", b"1764000030.5"  # a claim is not data
-    assert PendingRegistration.from_mapping(mapping, "a" * 32) == reg
+    assert registration_from_fields(mapping, "a" * 32) == reg
 
 
 def test_mapping_is_compact_and_omits_defaults():
@@ -966,16 +967,16 @@ def test_mapping_is_compact_and_omits_defaults():
                               code_digest="c" * 43, token_digest="t" * 43, code_issued_at=now,
                               created_at=now, updated_at=now, expires_at=now + 86400,
                               address_id="a" * 32)
-    mapping = reg.to_mapping()
+    mapping = registration_fields(reg)
     assert mapping == {"e": "ada@example.com", "p": ARGON2[:53], "h": "d" * 43,
                        "c": "c" * 43, "t": "t" * 43, "i": 1_764_000_000_123,
                        "x": 1_764_086_400}
     assert all(len(str(v)) <= 64 for v in mapping.values())  # a listpack, not a hash table
-    assert PendingRegistration.from_mapping(mapping, "a" * 32) == replace(
+    assert registration_from_fields(mapping, "a" * 32) == replace(
         reg, code_issued_at=1_764_000_000.123, created_at=1_764_000_000.123,
         updated_at=1_764_000_000.123, expires_at=1_764_086_400.0)
-    later = replace(reg, created_at=now - 60, name="Ada", locale="tr", code_attempts=1,
-                    browser_digest="b" * 43).to_mapping()
+    later = registration_fields(replace(reg, created_at=now - 60, name="Ada", locale="tr",
+                                        code_attempts=1, browser_digest="b" * 43))
     assert {k: later[k] for k in "knlab"} == {"k": 1_763_999_940_123, "n": "Ada", "l": "tr",
                                              "a": 1, "b": "b" * 43}
 
