@@ -338,6 +338,7 @@ def store_throughput(ctx, n: int = 3000, rounds: int = 10, client=None) -> dict:
     """
     from app.pending.manager import Limits, PendingRegistrationManager
     from app.pending.redis_client import build_client
+    from app.pending.redis_format import registration_fields
     from app.pending.redis_store import RedisStore
     from app.security import Digester, new_code, new_link_token
 
@@ -348,7 +349,7 @@ def store_throughput(ctx, n: int = 3000, rounds: int = 10, client=None) -> dict:
     manager.start()
     emails = [f"tp-{i}@example.com" for i in range(n)]
     regs = [signup_registration(manager.digester, email) for email in emails]
-    mapping = regs[0].to_mapping()
+    mapping = registration_fields(regs[0])
 
     def rate(action, items):
         started = time.perf_counter()

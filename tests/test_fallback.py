@@ -39,17 +39,17 @@ def test_a_claim_is_finished_on_the_store_that_made_it():
 
         def check_code(self, *args, **kwargs):
             result = super().check_code(*args, **kwargs)
-            manager._enter_fallback(RuntimeError("another request found Redis gone"))
+            manager.fallback.enter(RuntimeError("another request found Redis gone"))
             return result
 
     primary = SwitchAfterClaim()
     manager = PendingRegistrationManager(primary, Digester("k" * 64), Limits())
-    manager._probe_loop = lambda: None  # keep the switch in place: no recovery in this test
+    manager.fallback._probe_loop = lambda: None  # keep the switch: no recovery in this test
     try:
         manager.add_registration(new_registration(manager, "ada@example.com"))
         address_id = manager.address_id("ada@example.com")
         result = manager.verify_and_remove("ada@example.com", CODE, lambda reg: "user")
-        assert result.status == "verified" and manager.store is manager.memory
+        assert result.status == "verified" and manager.store is manager.fallback.memory
         assert primary.load(address_id) is None  # finished where it was claimed
     finally:
         manager.close()

@@ -113,7 +113,7 @@ def _assert_harmless(env, response):
     # Accepted requests (a valid address typed by chance) are cleaned up so the next example
     # starts empty.
     env.smtp.clear()
-    env.app.extensions["pending"].memory.__init__()
+    env.app.extensions["pending"].fallback.memory.__init__()
 
 
 def test_generated_shapes_on_every_post_route(fuzz_env):

@@ -233,7 +233,8 @@ def test_forgot_for_an_unknown_address_says_sign_up(reset_app, smtp, stranger):
     with reset_app.app_context():
         manager = reset_app.extensions["pending"]
         assert manager.get_registration("nobody@example.com") is None
-        assert not manager._resets(manager.store).exists(manager.reset_id("nobody@example.com"))
+        resets = manager.fallback.resets(manager.store)
+        assert not resets.exists(manager.reset_id("nobody@example.com"))
 
 
 def test_already_have_an_account_email_points_to_the_reset_page(owner, stranger):
@@ -469,9 +470,9 @@ def redis_dump(backend, request, reset_app):
 
     def memory_state():
         manager = reset_app.extensions["pending"]
-        resets = manager.memory_resets
+        resets = manager.fallback.memory_resets
         return (repr(sorted(resets.records.items())), repr(sorted(resets.attempts.items())),
-                repr(sorted(manager.memory.records.items())))
+                repr(sorted(manager.fallback.memory.records.items())))
 
     return memory_state
 

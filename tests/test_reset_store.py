@@ -161,7 +161,7 @@ def test_concurrent_right_codes_change_once(manager):
 def test_a_retried_check_is_not_counted_twice(backend, manager):
     """The same op id sent again (a lost reply) gets the same answer and counts once."""
     issue(manager)
-    store = manager._resets(manager.store)
+    store = manager.fallback.resets(manager.store)
     address_id = manager.reset_id(EMAIL)
     digests = manager.digester.code_digests(address_id, WRONG_CODE, RESET_CODE)
     lim = manager.limits
@@ -274,8 +274,8 @@ def test_fallback_holds_resets_and_moves_them_into_redis(real, redis_server):
     where the code still works and the counters keep counting."""
     redis_server.client().flushall()
     manager = real.manager(login_max_failures=3)
-    manager._probe_loop = lambda: None  # the test drives recovery itself
-    manager._enter_fallback(StoreUnavailable("test outage"))
+    manager.fallback._probe_loop = lambda: None  # the test drives recovery itself
+    manager.fallback.enter(StoreUnavailable("test outage"))
     try:
         token = issue(manager)
         assert by_code(manager, WRONG_CODE)[0].status == "wrong"
@@ -285,12 +285,12 @@ def test_fallback_holds_resets_and_moves_them_into_redis(real, redis_server):
         stranger = by_code(manager, CODE, email="held-in-redis@example.com")[0]
         assert stranger.status == "unavailable"
         assert keys_of(real) == []
-        manager.recover()
+        manager.fallback.recover()
         address_id = manager.digester.address_id(EMAIL)
         assert real.client.hget(f"{PREFIX}reset:{{{address_id[0]}}}:{address_id}", "a") == b"1"
         assert real.client.get(f"{PREFIX}reset-attempts:{{{address_id[0]}}}:{address_id}") == b"1"
         assert real.client.get(f"{PREFIX}login-failures:{{{address_id[0]}}}:{address_id}") == b"2"
-        assert manager.memory_resets.export_held() == []
+        assert manager.fallback.memory_resets.export_held() == []
         other = real.manager()  # another process, reading Redis only
         assert other.get_reset_by_token(token).email == EMAIL
         assert other.reset_with_code(EMAIL, CODE, Promoter()).status == "verified"
@@ -303,14 +303,14 @@ def test_recovery_keeps_a_reset_issued_later_in_redis(real, redis_server):
     """A reset written to Redis after the one held in memory is not overwritten by it."""
     redis_server.client().flushall()
     manager = real.manager()
-    manager._probe_loop = lambda: None
-    manager._enter_fallback(StoreUnavailable("test outage"))
+    manager.fallback._probe_loop = lambda: None
+    manager.fallback.enter(StoreUnavailable("test outage"))
     try:
         issue(manager, code=CODE)
         real.clock.advance(5)
         other = real.manager()
         other.issue_reset(EMAIL, OTHER_CODE, reset_token(other))
-        manager.recover()
+        manager.fallback.recover()
         assert other.reset_with_code(EMAIL, CODE, Promoter()).status == "wrong"
         assert other.reset_with_code(EMAIL, OTHER_CODE, Promoter()).status == "verified"
     finally:

@@ -17,6 +17,7 @@ from app.pending.manager import Limits, PendingRegistrationManager
 from app.pending.memory import MemoryStore
 from app.pending.model import PendingRegistration, StoreUnavailable
 from app.pending.redis_client import build_client, cluster_client
+from app.pending.redis_format import registration_fields, registration_from_fields
 from app.pending.redis_store import SCRIPT_NAMES, SCRIPTS_DIR, SHARDS, RedisStore
 from app.security import Digester, Passwords, link_token_address_id, new_link_token
 
@@ -717,7 +718,7 @@ class TestOperations:
             assert count_buckets(backend) == {expiry_minute(backend, manager,
                                                             "new@example.com"): 1}
         else:
-            assert len(manager.memory.records) == 1
+            assert len(manager.fallback.memory.records) == 1
 
     def test_health_check(self, backend, manager):
         """Memory: Redis disabled; Redis: healthy, with latency and the server facts."""
@@ -799,7 +800,7 @@ class TestRedisLayout:
         secrets_used = self.exercise(manager, password_hash) + [PASSWORD]
         dump = dump_redis(real.client)
         assert dump
-        # The dump is complete: the argon2 hash is there (stored in two fields, see model.py).
+        # The dump is complete: the argon2 hash is there (stored in two fields, see redis_format.py).
         head, _, tail = password_hash.rpartition("$")
         assert any(head in value and tail in value for value in dump.values())
         for key, value in dump.items():
@@ -813,14 +814,14 @@ class TestRedisLayout:
         real.client.script_flush()
         real.client.config_resetstat()
         manager = real.manager()
-        shas = [manager.primary.scripts[name].sha for name in SCRIPT_NAMES]
+        shas = [manager.fallback.primary.scripts[name].sha for name in SCRIPT_NAMES]
         assert real.client.script_exists(*shas) == [False] * len(shas)
         manager.start()
         assert real.client.script_exists(*shas) == [True] * len(shas)
         real.client.script_flush()  # as after a Redis restart
         self.exercise(manager, password_hash)
         kept = manager.get_registration("kept.person@example.com")
-        assert manager.primary.merge(kept, 60, 1, 60) is False  # Redis's copy is not older
+        assert manager.fallback.primary.merge(kept, 60, 1, 60) is False  # Redis's copy is not older
         manager.get_stats()
         manager.cleanup_expired()
         manager.health_check()
@@ -954,9 +955,9 @@ def test_from_mapping_round_trip():
                               updated_at=1_764_000_001.125, expires_at=1_764_086_400.0,
                               name="Ada", locale="fr", code_attempts=2, address_id="a" * 32,
                               browser_digest="b" * 43)
-    mapping = {k.encode(): str(v).encode() for k, v in reg.to_mapping().items()}
+    mapping = {k.encode(): str(v).encode() for k, v in registration_fields(reg).items()}
     mapping[b"w"], mapping[b"z"] = b"bookkeeping", b"1764000030.5"  # a claim is not data
-    assert PendingRegistration.from_mapping(mapping, "a" * 32) == reg
+    assert registration_from_fields(mapping, "a" * 32) == reg
 
 
 def test_mapping_is_compact_and_omits_defaults():
@@ -966,16 +967,16 @@ def test_mapping_is_compact_and_omits_defaults():
                               code_digest="c" * 43, token_digest="t" * 43, code_issued_at=now,
                               created_at=now, updated_at=now, expires_at=now + 86400,
                               address_id="a" * 32)
-    mapping = reg.to_mapping()
+    mapping = registration_fields(reg)
     assert mapping == {"e": "ada@example.com", "p": ARGON2[:53], "h": "d" * 43,
                        "c": "c" * 43, "t": "t" * 43, "i": 1_764_000_000_123,
                        "x": 1_764_086_400}
     assert all(len(str(v)) <= 64 for v in mapping.values())  # a listpack, not a hash table
-    assert PendingRegistration.from_mapping(mapping, "a" * 32) == replace(
+    assert registration_from_fields(mapping, "a" * 32) == replace(
         reg, code_issued_at=1_764_000_000.123, created_at=1_764_000_000.123,
         updated_at=1_764_000_000.123, expires_at=1_764_086_400.0)
-    later = replace(reg, created_at=now - 60, name="Ada", locale="tr", code_attempts=1,
-                    browser_digest="b" * 43).to_mapping()
+    later = registration_fields(replace(reg, created_at=now - 60, name="Ada", locale="tr",
+                                        code_attempts=1, browser_digest="b" * 43))
     assert {k: later[k] for k in "knlab"} == {"k": 1_763_999_940_123, "n": "Ada", "l": "tr",
                                              "a": 1, "b": "b" * 43}
 
@@ -1079,7 +1080,7 @@ class TestCompactRedisLayout:
         if redis_backend.kind == "redis":
             assert redis_backend.client.object("encoding", key) == b"listpack"
         # Only the record, its count shard and the email allowance, all under one hash tag.
-        store, aid = manager.primary, manager.address_id("ada@example.com")
+        store, aid = manager.fallback.primary, manager.address_id("ada@example.com")
         others = {k.decode() for k in redis_backend.client.scan_iter(count=500)} - {key}
         assert {k for k in others if not k.startswith(PREFIX + "op:")} == {
             store.count_key(aid), store.key("mail:hour", aid), store.key("mail:cooldown", aid)}

@@ -14,10 +14,14 @@ __all__ = ["CodeCheck", "PasswordReset", "PendingRegistration", "PendingRegistra
            "StoreUnavailable", "build_manager", "get_manager", "init_app"]
 
 
-def build_manager(config) -> PendingRegistrationManager:
-    """Pick the backend (memory://, one Redis, Sentinel or a cluster) and build the manager."""
+def build_manager(config, *, client=None) -> PendingRegistrationManager:
+    """Pick the backend (memory://, one Redis, Sentinel or a cluster) and build the manager.
+
+    `client` is the Redis client to use, already built by `client_from_config(config)` (as
+    `flask check-redis` does, to inspect the same Redis); by default one is built here.
+    """
     primary = None
-    client = client_from_config(config)
+    client = client or client_from_config(config)
     if client is not None:
         from .redis_store import RedisStore
 

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 from ..security import Digester, link_token_address_id
 from .base import PendingStore
-from .memory import MemoryStore
+from .fallback import Fallback
 from .model import CodeCheck, PendingRegistration, ResendResult, StoreUnavailable, new_op_id
-from .resets import RESET_CODE, RESET_TOKEN, MemoryResets, PasswordReset, ResetStore, resets_for
+from .resets import RESET_CODE, RESET_TOKEN, PasswordReset
 
 log = logging.getLogger(__name__)
-
-# After switching back to Redis, registrations made in another process's memory may still be on
-# their way: for this long a verification that finds nothing answers "try again shortly".
-RECOVERY_GRACE_SECONDS = 10.0
-PROBE_FIRST_DELAY = 0.5
-PROBE_MAX_DELAY = 5.0  # the spec asks for a probe at least every 5 s
 
 
 @dataclass
@@ -39,156 +32,52 @@ class Limits:
 
 
 class PendingRegistrationManager:
-    """The seed's eight methods over a primary store (Redis) with an in-memory fallback.
+    """The seed's methods, password resets and sign-in failures, over whichever store serves.
 
-    The fallback is one small state machine, kept in this class alone:
-
-    - *primary*: Redis serves. A StoreUnavailable from any call (`_run`) switches to
-    - *fallback*: memory serves; a background probe pings Redis with backoff (0.5 s doubling to
-      5 s). When Redis answers, `recover` moves every record held in memory into Redis (newer
-      records in Redis win) and switches back to *primary*, entering
-    - *grace* (10 s): Redis serves, the probe thread drains stragglers (writes that were already
-      under way in memory), and "no such registration" is answered as "try again shortly",
-      because another process may still be moving its memory into Redis.
+    Which store that is (Redis, or memory while Redis cannot be reached) is the `fallback`'s
+    business (`fallback.Fallback`, SPEC section 4): every operation here runs through
+    `fallback.run` (or `fallback.claim`), which switches to memory on an outage.
     """
 
     def __init__(self, primary: PendingStore | None, digester: Digester, limits: Limits,
                  *, fallback_enabled: bool = True, clock=time.time):
-        self.primary = primary
-        self.memory = MemoryStore(clock=clock)
-        # Password resets and sign-in failures live beside the registrations, in the same
-        # Redis or (fallback) memory, and switch with them.
-        self.primary_resets = resets_for(primary, clock)
-        self.memory_resets = MemoryResets(clock=clock)
+        self.fallback = Fallback(primary, enabled=fallback_enabled, clock=clock)
         self.digester = digester
         self.limits = limits
-        self.fallback_enabled = fallback_enabled
         self.clock = clock
-        self.primary_down = False
-        self.last_error: str | None = None
-        self.recovered_at: float | None = None
-        self.monotonic = time.monotonic
-        self._state_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._probe_thread: threading.Thread | None = None
 
-    # -- fallback state machine -------------------------------------------------------------
     @property
     def store(self) -> PendingStore:
         """The store serving now."""
-        if self.primary is None or self.primary_down:
-            return self.memory
-        return self.primary
+        return self.fallback.store
 
     @property
     def backend(self) -> str:
         """Name of the store serving now."""
-        return self.store.name
+        return self.fallback.store.name
 
     @property
     def degraded(self) -> bool:
         """True while an involuntary fallback is serving from memory."""
-        return self.primary is not None and self.primary_down
+        return self.fallback.degraded
 
     @property
     def uncertain(self) -> bool:
         """True when "no registration found" may be wrong: fallback, or the grace after it."""
-        if self.degraded:
-            return True
-        recovered = self.recovered_at
-        return recovered is not None and self.monotonic() - recovered < RECOVERY_GRACE_SECONDS
+        return self.fallback.uncertain
+
+    @property
+    def fallback_enabled(self) -> bool:
+        """False with PENDING_FALLBACK=off: a Redis outage is then an error, not a switch."""
+        return self.fallback.enabled
 
     def start(self) -> None:
-        """Probe the primary once at start-up; fall back to memory when it does not answer."""
-        if self.primary is None:
-            return
-        try:
-            self.primary.ping()
-            self.primary.load_scripts()
-        except StoreUnavailable as exc:
-            if not self.fallback_enabled:
-                log.error("Redis is unreachable and PENDING_FALLBACK is off: %s", exc)
-                self.last_error = str(exc)
-                return
-            self._enter_fallback(exc)
-            return
-
-    def _enter_fallback(self, exc: Exception) -> None:
-        with self._state_lock:
-            if self.primary_down:
-                return
-            self.primary_down = True
-            self.last_error = str(exc)
-            if self._probe_thread is None:
-                self._probe_thread = threading.Thread(
-                    target=self._probe_loop, name="pending-redis-probe", daemon=True)
-                self._probe_thread.start()
-        # One warning per change of state, not one per request.
-        log.warning("Redis unavailable (%s): pending registrations now kept in memory", exc)
-
-    def _probe_loop(self) -> None:
-        """Ping Redis with backoff while in fallback; recover; drain stragglers; then exit."""
-        delay = PROBE_FIRST_DELAY
-        while not self._stop.wait(delay):
-            if self.primary_down:
-                try:
-                    self.primary.ping()
-                    self.recover()
-                    delay = 1.0
-                except Exception as exc:  # the probe must outlive any error, or memory is stuck
-                    if not isinstance(exc, StoreUnavailable):
-                        log.exception("recovery failed; retrying")
-                    delay = min(delay * 2, PROBE_MAX_DELAY)
-                continue
-            try:
-                self._drain()
-            except Exception as exc:  # the next request that fails switches to fallback again
-                if not isinstance(exc, StoreUnavailable):
-                    log.exception("draining the memory store failed; retrying")
-            with self._state_lock:
-                if not self.primary_down and not self.uncertain:
-                    self._probe_thread = None
-                    return
-            delay = 1.0
-
-    def _drain(self) -> int:
-        """Move every record held in memory into Redis; how many were written."""
-        moved = 0
-        for reg, ttl, attempts, attempts_ttl in self.memory.export():
-            if self.primary.merge(reg, ttl, attempts, attempts_ttl):
-                moved += 1
-            self.memory.discard(reg.address_id, reg.updated_at)
-        for held in self.memory_resets.export_held():
-            if self.primary_resets.merge(held):
-                moved += 1
-            self.memory_resets.discard_held(held)
-        return moved
-
-    def recover(self) -> None:
-        """Move what memory holds into Redis, then serve from Redis again (raises if down)."""
-        self.primary.load_scripts()  # a restarted Redis has forgotten them
-        moved = self._drain()
-        with self._state_lock:
-            self.primary_down = False
-            self.recovered_at = self.monotonic()
-        log.warning("Redis answers again: moved %d pending registrations from memory; serving "
-                    "from Redis", moved)
+        """Probe Redis once at start-up (falling back to memory when it does not answer)."""
+        self.fallback.start()
 
     def close(self) -> None:
         """Stop the background probe (tests, shutdown)."""
-        self._stop.set()
-
-    def _run(self, action):
-        """Run `action(store)`; on a primary outage switch to memory and run it there."""
-        store = self.store
-        try:
-            return action(store)
-        except StoreUnavailable as exc:
-            if store is self.memory or not self.fallback_enabled:
-                self.last_error = str(exc)
-                raise
-            self._enter_fallback(exc)
-            return action(self.memory)
+        self.fallback.close()
 
     # -- the seed's methods -------------------------------------------------------------------
     def address_id(self, email: str) -> str:
@@ -200,7 +89,7 @@ class PendingRegistrationManager:
         ids = self.digester.address_ids(email)
         if len(ids) > 1:
             for candidate in ids[1:]:
-                if self._run(lambda s, c=candidate: s.exists(c)):
+                if self.fallback.run(lambda s, c=candidate: s.exists(c)):
                     return candidate
         return ids[0]
 
@@ -220,11 +109,11 @@ class PendingRegistrationManager:
             raise ValueError("reg.address_id is not an id of reg.email")
         allowance = (self.limits.cooldown, self.limits.per_hour) if take_email else None
         op_id = new_op_id()
-        return self._run(lambda s: s.save(reg, self.limits.pending_ttl, allowance, op_id))
+        return self.fallback.run(lambda s: s.save(reg, self.limits.pending_ttl, allowance, op_id))
 
     def get_registration(self, email: str) -> PendingRegistration | None:
         """The pending registration or None (it holds only digests of the code and token)."""
-        return self._run(lambda s: s.load(self.address_id(email)))
+        return self.fallback.run(lambda s: s.load(self.address_id(email)))
 
     def get_registration_by_token(self, token: str) -> PendingRegistration | None:
         """The pending registration a link token belongs to, or None (changes nothing)."""
@@ -232,11 +121,11 @@ class PendingRegistrationManager:
         if address_id is None:
             return None  # not a link this site makes: no store is asked
         digests = self.digester.token_digests(token)
-        return self._run(lambda s: s.load_by_token(address_id, digests))
+        return self.fallback.run(lambda s: s.load_by_token(address_id, digests))
 
     def remove_registration(self, email: str) -> bool:
         """Delete the pending registration; true if something was deleted."""
-        return self._run(lambda s: s.delete(self.address_id(email)))
+        return self.fallback.run(lambda s: s.delete(self.address_id(email)))
 
     def verify_and_remove(self, email: str, code: str, promote, *, check=None) -> CodeCheck:
         """Check the code atomically; promote, and delete the record only if promote returns.
@@ -248,7 +137,7 @@ class PendingRegistrationManager:
         address_id = self.address_id(email)
         op_id = new_op_id()
         lim = self.limits
-        result, store = self._claim(lambda s: s.check_code(
+        result, store = self.fallback.claim(lambda s: s.check_code(
             address_id, self.digester.code_digests(address_id, code), now=self.clock(),
             code_ttl=lim.code_ttl, code_max=lim.code_max, reg_max=lim.registration_max,
             window=lim.pending_ttl, claim_seconds=lim.claim_seconds, op_id=op_id,
@@ -270,22 +159,11 @@ class PendingRegistrationManager:
         op_id = new_op_id()
         digests = self.digester.token_digests(token)
         reg_max = self.limits.registration_max if with_password else None
-        result, store = self._claim(lambda s: s.claim_token(
+        result, store = self.fallback.claim(lambda s: s.claim_token(
             token_id, digests, now=self.clock(), claim_seconds=self.limits.claim_seconds,
             op_id=op_id, reg_max=reg_max))
         address_id = result.registration.address_id if result.registration else ""
         return self._complete(result, store, address_id, op_id, promote, check)
-
-    def _claim(self, action):
-        """Run a claiming step as `_run` does, and also return the store that answered."""
-        answered = []
-
-        def run(store):
-            answered.append(store)
-            return action(store)
-
-        result = self._run(run)
-        return result, answered[-1]
 
     def _complete(self, result: CodeCheck, store, address_id, op_id, promote,
                   check) -> CodeCheck:
@@ -338,7 +216,7 @@ class PendingRegistrationManager:
         """
         address_id, code_digest, token_digest = self._new_code_digests(email, code, token)
         op_id = new_op_id()
-        return self._run(lambda s: s.replace_code(
+        return self.fallback.run(lambda s: s.replace_code(
             address_id, code_digest, token_digest, now=self.clock(),
             ttl=self.limits.pending_ttl, op_id=op_id))
 
@@ -349,7 +227,7 @@ class PendingRegistrationManager:
         """
         address_id, code_digest, token_digest = self._new_code_digests(email, code, token)
         op_id = new_op_id()
-        return self._run(lambda s: s.resend(
+        return self.fallback.run(lambda s: s.resend(
             address_id, code_digest, token_digest, now=self.clock(),
             ttl=self.limits.pending_ttl, op_id=op_id, cooldown=self.limits.cooldown,
             per_hour=self.limits.per_hour))
@@ -361,18 +239,20 @@ class PendingRegistrationManager:
         address's stand-in code count again, as a new code would (PendingStore.check_code).
         """
         op_id = new_op_id()
-        return self._run(lambda s: s.reserve_email(
+        return self.fallback.run(lambda s: s.reserve_email(
             self.address_id(email), cooldown=self.limits.cooldown,
             per_hour=self.limits.per_hour, now=self.clock(), op_id=op_id))
 
+    # -- reports for operators (SPEC section 4: get_stats, cleanup_expired, health_check) ----
+    # They read both stores whatever serves now: a record may sit in either.
     def get_stats(self) -> dict:
         """Pending counts for operators, by backend, in time independent of their number."""
-        now = self.clock()
-        by_backend = {"memory": self.memory.count(now)}
+        now, primary = self.clock(), self.fallback.primary
+        by_backend = {"memory": self.fallback.memory.count(now)}
         redis_connected = False
-        if self.primary is not None:
+        if primary is not None:
             try:
-                by_backend["redis"] = self.primary.count(now)
+                by_backend["redis"] = primary.count(now)
                 redis_connected = True
             except StoreUnavailable:
                 by_backend["redis"] = None
@@ -385,10 +265,11 @@ class PendingRegistrationManager:
 
     def cleanup_expired(self) -> int:
         """Remove expired records and leftover bookkeeping from every store; how many."""
-        removed = self.memory.cleanup(self.clock()) + self.memory_resets.cleanup(self.clock())
-        if self.primary is not None:
+        fallback, now = self.fallback, self.clock()
+        removed = fallback.memory.cleanup(now) + fallback.memory_resets.cleanup(now)
+        if fallback.primary is not None:
             try:
-                removed += self.primary.cleanup(self.clock())
+                removed += fallback.primary.cleanup(now)
             except StoreUnavailable as exc:
                 log.warning("cleanup skipped Redis: %s", exc)
         return removed
@@ -398,16 +279,15 @@ class PendingRegistrationManager:
 
         One round trip to Redis: PING, INFO and the count go in one pipeline.
         """
-        now = self.clock()
-        memory_count = self.memory.count(now)
+        now, primary = self.clock(), self.fallback.primary
+        memory_count = self.fallback.memory.count(now)
         pending = {"total": memory_count, "backend": self.backend, "redis_connected": False}
-        if self.primary is None:
+        if primary is None:
             return {"backend": "memory", "redis": {"status": "disabled"},
                     "pending_registrations": pending}
         try:
-            latency, facts, count = self.primary.probe(now)
-        except StoreUnavailable as exc:
-            self.last_error = str(exc)
+            latency, facts, count = primary.probe(now)
+        except StoreUnavailable:
             return {"backend": self.backend, "redis": {"status": "unhealthy"},
                     "pending_registrations": pending}
         pending.update(total=memory_count + count, redis_connected=True)
@@ -416,15 +296,11 @@ class PendingRegistrationManager:
                 "pending_registrations": pending}
 
     # -- password resets and sign-in failures -------------------------------------------------
-    def _resets(self, store: PendingStore) -> ResetStore:
-        """The reset store beside `store` (Redis beside Redis, memory beside memory)."""
-        return self.memory_resets if store is self.memory else self.primary_resets
-
     def reset_id(self, email: str) -> str:
         """The id a reset for this address is stored under (an old key's while one is there)."""
         ids = self.digester.address_ids(email)
         for candidate in ids[1:]:
-            if self._run(lambda s, c=candidate: self._resets(s).exists(c)):
+            if self.fallback.run_resets(lambda r, c=candidate: r.exists(c)):
                 return candidate
         return ids[0]
 
@@ -443,12 +319,12 @@ class PendingRegistrationManager:
             email=email, code_digest=self.digester.code_digests(address_id, code, RESET_CODE)[0],
             token_digest=self.digester.token_digests(token, RESET_TOKEN)[0],
             code_issued_at=now, link_expires_at=now + lim.reset_ttl, address_id=address_id)
-        self._run(lambda s: self._resets(s).save(reset, max(lim.code_ttl, lim.reset_ttl)))
+        self.fallback.run_resets(lambda r: r.save(reset, max(lim.code_ttl, lim.reset_ttl)))
 
     def remove_reset(self, email: str) -> bool:
         """Delete the address's reset, if any (its code and link stop working)."""
         address_id = self.reset_id(email)
-        return self._run(lambda s: self._resets(s).delete(address_id))
+        return self.fallback.run_resets(lambda r: r.delete(address_id))
 
     def get_reset_by_token(self, token: str) -> PasswordReset | None:
         """The reset a live link belongs to, or None (changes nothing: mail scanners GET it)."""
@@ -456,8 +332,8 @@ class PendingRegistrationManager:
         if address_id is None:
             return None
         digests = self.digester.token_digests(token, RESET_TOKEN)
-        return self._run(lambda s: self._resets(s).load_by_token(address_id, digests,
-                                                                  self.clock()))
+        return self.fallback.run_resets(
+            lambda r: r.load_by_token(address_id, digests, self.clock()))
 
     def reset_with_code(self, email: str, code: str, change) -> CodeCheck:
         """Check a reset code (caps as for signup codes); on success call `change(reset)`.
@@ -469,11 +345,11 @@ class PendingRegistrationManager:
         address_id = self.reset_id(email)
         op_id, lim = new_op_id(), self.limits
         digests = self.digester.code_digests(address_id, code, RESET_CODE)
-        result, store = self._claim(lambda s: self._resets(s).check_code(
+        result, resets = self.fallback.claim_resets(lambda r: r.check_code(
             address_id, digests, now=self.clock(), code_ttl=lim.code_ttl,
             code_max=lim.code_max, reg_max=lim.registration_max, window=lim.pending_ttl,
             claim_seconds=lim.claim_seconds, op_id=op_id, count_unknown=not self.uncertain))
-        return self._complete(result, self._resets(store), address_id, op_id, change, None)
+        return self._complete(result, resets, address_id, op_id, change, None)
 
     def reset_with_link(self, token: str, change) -> CodeCheck:
         """The link path of `reset_with_code` (wrong codes do not affect the link)."""
@@ -482,10 +358,10 @@ class PendingRegistrationManager:
             return CodeCheck("unknown")
         op_id = new_op_id()
         digests = self.digester.token_digests(token, RESET_TOKEN)
-        result, store = self._claim(lambda s: self._resets(s).claim_token(
+        result, resets = self.fallback.claim_resets(lambda r: r.claim_token(
             address_id, digests, now=self.clock(), claim_seconds=self.limits.claim_seconds,
             op_id=op_id))
-        return self._complete(result, self._resets(store), address_id, op_id, change, None)
+        return self._complete(result, resets, address_id, op_id, change, None)
 
     def take_login_attempt(self, email: str) -> tuple[int, str]:
         """Count a sign-in for this address as failed until refunded.
@@ -495,7 +371,7 @@ class PendingRegistrationManager:
         """
         op_id, lim = new_op_id(), self.limits
         address_id = self.digester.address_id(email)
-        wait = self._run(lambda s: self._resets(s).take_login_attempt(
+        wait = self.fallback.run_resets(lambda r: r.take_login_attempt(
             address_id, max_failures=lim.login_max_failures, window=lim.login_window,
             now=self.clock(), op_id=op_id))
         return wait, op_id
@@ -503,5 +379,5 @@ class PendingRegistrationManager:
     def refund_login_attempt(self, email: str, op_id: str) -> None:
         """The sign-in taken by `op_id` succeeded (or proved the password): uncount it."""
         address_id = self.digester.address_id(email)
-        self._run(lambda s: self._resets(s).refund_login_attempt(address_id, op_id,
-                                                                 self.clock()))
+        self.fallback.run_resets(
+            lambda r: r.refund_login_attempt(address_id, op_id, self.clock()))

@@ -1,5 +1,9 @@
 """The one Redis client of a process, built from the config: one Redis, Sentinel or Cluster.
 
+`client_from_config` is the one place that reads the Redis settings: the manager
+(`pending.build_manager`), `flask check-redis` and `flask backup` all get their client from it
+(`backup --redis-url` names another server, and builds that with `build_client`).
+
 Every client gets explicit limits: connect and read timeouts, a small bounded retry with
 backoff, and (where redis-py takes it) a health-check interval. redis-py's defaults changed
 across versions (no timeouts before 8.0), so none is left to them.

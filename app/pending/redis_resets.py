@@ -1,8 +1,16 @@
 """Password resets and sign-in failures in the Redis of the pending registrations.
 
 Keys follow the pending store's layout (`RedisStore.key`: every key of one address under the
-hash tag of its shard), and every script receives every key it touches in KEYS, so each step
-runs on one Redis Cluster slot.
+hash tag of its shard, `{s}`, the first character of the id), and every script receives every
+key it touches in KEYS, so each step runs on one Redis Cluster slot:
+
+| key | holds |
+|---|---|
+| `<prefix>reset:{s}:<id>` | the record (fields: `redis_format.py`), TTL max(CODE_TTL_SECONDS, RESET_TTL_SECONDS) |
+| `<prefix>reset-attempts:{s}:<id>` | wrong reset codes for the address (REGISTRATION_MAX_ATTEMPTS) |
+| `<prefix>reset-code-attempts:{s}:<id>` | wrong codes against an address with no reset (CODE_MAX_ATTEMPTS) |
+| `<prefix>login-failures:{s}:<id>` | failed sign-ins (LOGIN_MAX_FAILURES per 15 minutes) |
+| `<prefix>op:{s}:<op id>` | the answer of one step, so a retried step is not applied twice |
 """
 
 from __future__ import annotations
@@ -10,9 +18,9 @@ from __future__ import annotations
 import hmac
 import json
 
-from .model import to_ms
+from .redis_format import reset_fields, reset_from_fields, to_ms
 from .redis_store import SCRIPTS_DIR, RedisStore, _translate_errors
-from .resets import HeldInMemory, PasswordReset, ResetStore
+from .resets import HeldInMemory, ResetStore
 
 SCRIPTS = ("reset_check", "reset_claim", "reset_finish", "release", "login_attempt",
            "reset_merge")
@@ -53,7 +61,7 @@ class RedisResets(ResetStore):
         # MULTI/EXEC: the old record (its code, link, attempts and claim) goes in the same step.
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key, self.stand_in_key(reset.address_id))
-        pipe.hset(key, mapping=reset.to_mapping())
+        pipe.hset(key, mapping=reset_fields(reset))
         pipe.pexpire(key, int(ttl * 1000))
         pipe.execute()
 
@@ -75,7 +83,7 @@ class RedisResets(ResetStore):
         stored = mapping.get(b"t")
         if not stored or not any(hmac.compare_digest(stored, d.encode()) for d in digests):
             return None
-        reset = PasswordReset.from_mapping(mapping, address_id)
+        reset = reset_from_fields(mapping, address_id)
         return reset if reset.link_alive(now) else None
 
     @_translate_errors
@@ -86,14 +94,14 @@ class RedisResets(ResetStore):
         raw = self._run("reset_check", [reset_key, attempts_key, self.op_key(address_id, op_id),
                                         self.stand_in_key(address_id)],
                         [address_id, now, caps, op_id, *digests])
-        return RedisStore._decode(raw, PasswordReset.from_mapping)
+        return RedisStore._decode(raw, reset_from_fields)
 
     @_translate_errors
     def claim_token(self, address_id, digests, *, now, claim_seconds, op_id):
         raw = self._run("reset_claim", [self.key_names(address_id)[0],
                                          self.op_key(address_id, op_id)],
                         [address_id, now, claim_seconds, op_id, *digests])
-        return RedisStore._decode(raw, PasswordReset.from_mapping)
+        return RedisStore._decode(raw, reset_from_fields)
 
     @_translate_errors
     def release(self, address_id, op_id, *, count_wrong, window, code_max=0, reg_max=0):
@@ -125,7 +133,7 @@ class RedisResets(ResetStore):
         """Recovery: store what memory held for one address (see reset_merge.lua)."""
         fields = []
         if held.reset is not None:
-            fields = [str(item) for pair in held.reset.to_mapping().items() for item in pair]
+            fields = [str(item) for pair in reset_fields(held.reset).items() for item in pair]
         issued = to_ms(held.reset.code_issued_at) if held.reset is not None else 0
         return bool(self._run("reset_merge", list(self.key_names(held.address_id)), [
             max(1, int(held.reset_ttl * 1000)), issued, held.attempts,

@@ -13,9 +13,9 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from .base import PendingStore
-from .model import (DEFAULT_LOCALE, CodeCheck, PendingRegistration, ResendResult,
-                    StoreUnavailable, new_op_id, to_ms)
+from .model import DEFAULT_LOCALE, CodeCheck, ResendResult, StoreUnavailable, new_op_id
 from .redis_client import LazyRedisCluster
+from .redis_format import registration_fields, registration_from_fields, to_ms
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = ("save", "merge", "check_code", "claim_token", "release", "remove",
@@ -134,7 +134,7 @@ class RedisStore(PendingStore):
         Integers go as JSON numbers: Redis writes them back as the same digits (they are far
         below 2**53), so they are still stored as integers.
         """
-        return _encode_json([item for pair in reg.to_mapping(expires_at=expires).items()
+        return _encode_json([item for pair in registration_fields(reg, expires).items()
                              for item in pair])
 
     def save_call(self, reg, ttl, allowance=None, op_id=None) -> tuple[list, list]:
@@ -166,7 +166,7 @@ class RedisStore(PendingStore):
     @_translate_errors
     def load(self, address_id):
         mapping = self.client.hgetall(self.pending_key(address_id))
-        return PendingRegistration.from_mapping(mapping, address_id) if mapping else None
+        return registration_from_fields(mapping, address_id) if mapping else None
 
     @_translate_errors
     def exists(self, address_id):
@@ -177,7 +177,7 @@ class RedisStore(PendingStore):
         mapping = self.client.hgetall(self.pending_key(address_id))
         stored = mapping.get(b"t")
         if stored and any(hmac.compare_digest(stored, d.encode()) for d in digests):
-            return PendingRegistration.from_mapping(mapping, address_id)
+            return registration_from_fields(mapping, address_id)
         return None
 
     @_translate_errors
@@ -186,7 +186,7 @@ class RedisStore(PendingStore):
                                             self.count_key(address_id)]))
 
     @staticmethod
-    def _decode(raw: bytes, build=PendingRegistration.from_mapping) -> CodeCheck:
+    def _decode(raw: bytes, build=registration_from_fields) -> CodeCheck:
         """A check script's answer (see `answer` in check_code.lua) as a CodeCheck; `build`
         makes the claimed record from its fields and id."""
         head, _, claimed = raw.partition(b"\n")

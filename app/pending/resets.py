@@ -3,26 +3,9 @@
 A reset is one small record per address, named (like a pending registration) by the keyed
 digest of the address, never the address itself. Its code and link token are held only as
 HMAC-SHA256 digests of their own purposes ("reset-code", "reset-token"), so a signup code or link
-never matches a reset and the other way round. In Redis (`redis_resets.py`) every key of one
-address carries the hash tag of its shard, `{s}` (the first character of the id, as the pending
-store's keys do), so each check-and-change is one script on one slot:
-
-| key | holds |
-|---|---|
-| `<prefix>reset:{s}:<id>` | the record (fields below), TTL max(CODE_TTL_SECONDS, RESET_TTL_SECONDS) |
-| `<prefix>reset-attempts:{s}:<id>` | wrong reset codes for the address (REGISTRATION_MAX_ATTEMPTS) |
-| `<prefix>reset-code-attempts:{s}:<id>` | wrong codes against an address with no reset (CODE_MAX_ATTEMPTS) |
-| `<prefix>login-failures:{s}:<id>` | failed sign-ins (LOGIN_MAX_FAILURES per 15 minutes) |
-| `<prefix>op:{s}:<op id>` | the answer of one step, so a retried step is not applied twice |
-
-| field | holds |
-|---|---|
-| `e` | email |
-| `c`, `t` | code digest, link token digest (base64url, 43 characters) |
-| `i` | code issued at = record written at (milliseconds) |
-| `x` | link valid until (whole seconds) |
-| `a` | wrong codes against this code (absent: 0) |
-| `w`, `z` | claim: op id and until when, while a password change is being committed |
+never matches a reset and the other way round. In Redis (`redis_resets.py`: the keys;
+`redis_format.py`: the fields) every key of one address carries the hash tag of its shard, as
+the pending store's keys do, so each check-and-change is one script on one slot.
 
 The memory store of this module keeps the same things for the fallback of SPEC section 4; the
 manager moves them into Redis when it recovers.
@@ -37,7 +20,6 @@ from dataclasses import dataclass, replace
 
 from .base import PendingStore
 from .memory import MemoryStore, _Expiring
-from .model import to_ms
 
 RESET_CODE = "reset-code"
 RESET_TOKEN = "reset-token"
@@ -64,26 +46,6 @@ class PasswordReset:
     def link_alive(self, now: float) -> bool:
         """True while the emailed link may still be used."""
         return self.link_expires_at >= now
-
-    def to_mapping(self) -> dict[str, str | int]:
-        """The record's hash fields (see the module docstring)."""
-        mapping: dict[str, str | int] = {
-            "e": self.email, "c": self.code_digest, "t": self.token_digest,
-            "i": to_ms(self.code_issued_at), "x": int(self.link_expires_at)}
-        if self.code_attempts:
-            mapping["a"] = self.code_attempts
-        return mapping
-
-    @classmethod
-    def from_mapping(cls, mapping, address_id: str = "") -> "PasswordReset":
-        """Rebuild from a hash (bytes or str keys and values), ignoring the claim fields."""
-        data = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
-                                                              else str(v))
-                for k, v in mapping.items()}
-        return cls(email=data["e"], code_digest=data.get("c", ""),
-                   token_digest=data.get("t", ""), code_issued_at=int(data["i"]) / 1000,
-                   link_expires_at=float(data["x"]), code_attempts=int(data.get("a", 0)),
-                   address_id=address_id)
 
 
 @dataclass

@@ -327,7 +327,7 @@ def test_redis_holds_only_digests_and_one_hash_per_registration(live_server, smt
     ((kind, record, ttl),) = pending.values()
     assert kind == "hash"
     assert 86000 <= ttl <= 86400
-    assert record[b"p"].startswith(b"$argon2id$")  # the hash's head (app/pending/model.py)
+    assert record[b"p"].startswith(b"$argon2id$")  # the hash's head (app/pending/redis_format.py)
 
     assert_redirect(browser.verify(address, code), "/account")
     after = dump_redis(client)

@@ -118,7 +118,7 @@ def assert_redirect(response, path: str) -> None:
 
 def pending_emails(client) -> list[str]:
     """The address of every pending registration in Redis (hashes found with SCAN)."""
-    return [client.hget(key, "e").decode()  # "e": the address (app/pending/model.py)
+    return [client.hget(key, "e").decode()  # "e": the address (app/pending/redis_format.py)
             for key in client.scan_iter(match="signup:pending:*", count=500)]
 
 

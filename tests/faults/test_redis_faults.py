@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 SECRET = "fault-suite-secret-key-long-enough-for-the-app-0123456789abcdef"
 DIGESTER = Digester(SECRET)
 UNAVAILABLE = "temporarily unavailable"
-GRACE_SECONDS = 10.0  # app.pending.manager.RECOVERY_GRACE_SECONDS, as the spec states it
+GRACE_SECONDS = 10.0  # app.pending.fallback.RECOVERY_GRACE_SECONDS, as the spec states it
 RECOVERY_LIMIT = 10.0  # SPEC 4: switched back within 10 s of Redis answering
 
 
