@@ -13,10 +13,8 @@ import pytest
 
 from app import accounts
 
-from .conftest import PASSWORD, SignupActions
-from .helpers import code_from, csrf_token, free_port, path_of, text_of
-from .test_flow import assert_redirect, page_text, signed_in_as, signed_up, users
-from .test_metrics import samples, value
+from .helpers import (PASSWORD, SignupActions, assert_redirect, code_from, csrf_token, free_port,
+                      page_text, path_of, samples, signed_in_as, signed_up, text_of, users, value)
 
 EMAIL = "ada@example.com"
 NEW_PASSWORD = "a brand new long passphrase"
