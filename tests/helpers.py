@@ -428,14 +428,20 @@ def signup_and_verify(app, smtp, email: str) -> None:
 
 # -- what a response says -------------------------------------------------------------------------
 def location(response) -> str:
-    """The path a redirect points at."""
-    return urlsplit(response.headers["Location"]).path
+    """The path a redirect points at ("" when the answer has no Location)."""
+    return urlsplit(response.headers.get("Location", "")).path
 
 
 def assert_redirect(response, path: str) -> None:
     """A POST/redirect/GET answer to `path`."""
     assert response.status_code in (302, 303), (response.status_code, response.text[:500])
     assert location(response) == path
+
+
+def assert_see_other(response, path: str) -> None:
+    """A POST/redirect/GET answer from gunicorn: exactly 303 to `path`."""
+    assert response.status_code == 303, (response.status_code, response.text[:800])
+    assert location(response) == path, response.headers.get("Location")
 
 
 def page_text(page) -> str:

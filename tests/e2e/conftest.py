@@ -17,7 +17,7 @@ import pytest
 import requests
 from urllib3.util.retry import Retry
 
-from ..conftest import PASSWORD
+from ..helpers import PASSWORD
 from ..helpers import code_from, csrf_token, free_port, link_from, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,6 +173,13 @@ def no_server_errors():
     found = {server.base_url: server.problems(server.new_output()) for server in RUNNING}
     found = {url: lines for url, lines in found.items() if lines}
     assert not found, f"server errors during the test: {found}"
+
+
+@pytest.fixture
+def fresh_redis(redis_url):
+    """An empty redis-server for each test of a file that marks itself
+    `pytest.mark.usefixtures("fresh_redis")` (users persist: its tests use new addresses)."""
+    return redis_url
 
 
 def start_gunicorn(tmp_path_factory, redis_server, smtp_server, name, *, db=0, **options):

@@ -23,7 +23,7 @@ from .conftest import (
 )
 from .test_account_http import assert_redirect, shows_account, signed_in as account
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.usefixtures("fresh_redis")]
 
 NEW_PASSWORD = "a brand new long passphrase"
 RESET_LINK_RE = re.compile(r"(https?://\S+/password/reset/[A-Za-z0-9_\-]+)")
@@ -39,12 +39,6 @@ def reset_server(tmp_path_factory, redis_server, smtp_server):
         extra_env={"CODE_MAX_ATTEMPTS": str(CODE_MAX),
                    "REGISTRATION_MAX_ATTEMPTS": str(ADDRESS_MAX),
                    "LOGIN_MAX_FAILURES": str(LOGIN_MAX)})
-
-
-@pytest.fixture(autouse=True)
-def fresh_redis(redis_url):
-    """Each test starts on an empty redis-server (users persist: every test uses new addresses)."""
-    return redis_url
 
 
 class Person(Browser):
