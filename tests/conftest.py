@@ -10,11 +10,17 @@ from flask import request
 from app import create_app
 from app.config import TestConfig
 
-from .cluster import RedisClusterServers
-from .helpers import (PG_HOST, PG_PORT, Postgres, RedisServer, SmtpServer, code_from, csrf_token,
-                      link_from, path_of, require)
+from .catalogs import compile_catalogs
+from .cluster import RedisClusterServers, check_slots
+from .helpers import (PASSWORD, PG_HOST, PG_PORT, Postgres, RedisServer,  # noqa: F401 (PASSWORD
+                      SignupActions, SmtpServer, require)  # and SignupActions: for old imports)
 
-PASSWORD = "correct horse battery staple"
+
+@pytest.fixture(scope="session", autouse=True)
+def catalogs():
+    """The compiled translation catalogues (make test builds them; a bare pytest run may not
+    have): the Turkish pages and emails need messages.mo."""
+    compile_catalogs()
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +59,16 @@ def redis_url(redis_server):
     """The test redis-server's URL, emptied before each test (it is ours, not the shared one)."""
     redis_server.client().flushall()
     return redis_server.url
+
+
+@pytest.fixture
+def aof_redis():
+    """A redis-server of the test's own with AOF on, as in production (backups copy its files)."""
+    if not shutil.which("redis-server"):
+        require("REQUIRE_REDIS", "redis-server is not installed")
+    server = RedisServer(extra_args=["--appendonly", "yes", "--appendfsync", "everysec"]).start()
+    yield server
+    server.cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -161,12 +177,36 @@ def backend(request):
 
 
 @pytest.fixture
-def build(backend, make_app, request):
-    """make_app on the parametrised backend (the real redis-server for "redis")."""
+def build(backend, make_app, request, monkeypatch):
+    """make_app on the parametrised backend: the real redis-server for "redis"; for "cluster"
+    (a file that imports helpers.backend_with_cluster) the test Redis Cluster, where any call
+    whose keys span slots fails (check_slots)."""
     if backend == "redis":
         url = request.getfixturevalue("redis_url")
         return lambda **overrides: make_app(REDIS_URL=url, **overrides)
+    if backend == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        check_slots(monkeypatch)
+        return lambda **overrides: make_app(REDIS_URL=cluster.url, **overrides)
     return make_app
+
+
+@pytest.fixture
+def flow_app(build):
+    """The app with the default test settings on the parametrised backend."""
+    return build()
+
+
+@pytest.fixture
+def browser(flow_app, smtp):
+    """The browser that signs up (on `flow_app`)."""
+    return SignupActions(flow_app.test_client(), smtp)
+
+
+@pytest.fixture
+def other(flow_app, smtp):
+    """A second browser (another device) on the same site."""
+    return SignupActions(flow_app.test_client(), smtp)
 
 
 @pytest.fixture
@@ -179,61 +219,6 @@ def client(app):
 def runner(app):
     """A CLI runner."""
     return app.test_cli_runner()
-
-
-class SignupActions:
-    """What a person does, through a test client, reading CSRF tokens from the pages."""
-
-    def __init__(self, client, smtp):
-        self.client = client
-        self.smtp = smtp
-
-    def post(self, path, data, form_path=None):
-        """GET the form page for its CSRF token, then POST."""
-        page = self.client.get(form_path or path)
-        return self.client.post(path, data={**data, "csrf_token": csrf_token(page.text)})
-
-    def signup(self, email, password=PASSWORD, confirm=None, name=""):
-        """Fill in the signup form."""
-        return self.post("/signup", {"email": email, "password": password,
-                                     "confirm": password if confirm is None else confirm,
-                                     "name": name})
-
-    def verify(self, email, code, password=None):
-        """Fill in the code form."""
-        data = {"email": email, "code": code}
-        if password is not None:
-            data["password"] = password
-        return self.post("/verify", data)
-
-    def resend(self, email):
-        """Ask for a new code."""
-        return self.post("/resend", {"email": email})
-
-    def open_link(self, link):
-        """GET the emailed link (what a mail scanner does too)."""
-        return self.client.get(path_of(link))
-
-    def confirm_link(self, link, password=None):
-        """Press the confirm button on the link page."""
-        data = {} if password is None else {"password": password}
-        return self.post(path_of(link), data)
-
-    def login(self, email, password=PASSWORD):
-        """Sign in."""
-        return self.post("/login", {"email": email, "password": password})
-
-    def email_to(self, address, count=1):
-        """The newest email to `address`, waiting for the `count`-th."""
-        return self.smtp.wait_for(address, count)
-
-    def code_for(self, address, count=1):
-        """The code in the newest email to `address`."""
-        return code_from(self.email_to(address, count))
-
-    def link_for(self, address, count=1):
-        """The link in the newest email to `address`."""
-        return link_from(self.email_to(address, count))
 
 
 @pytest.fixture

@@ -1,9 +1,16 @@
-"""Real parts for tests: a redis-server on a free port, an in-process SMTP server, parsers."""
+"""What more than one test file uses: real parts (a redis-server on a free port, an in-process
+SMTP server, PostgreSQL), a browser through the Flask test client (SignupActions), and the
+readers of pages, emails and stored state that the tests share.
+
+A helper used by one file only stays in that file; a second user moves it here, so no helper is
+defined twice.
+"""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import html
 import os
 import re
 import secrets
@@ -15,13 +22,25 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
+import sqlalchemy
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.extensions import db
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432  # the PostgreSQL service (trust, database `test`)
 CODE_RE = re.compile(r"^\s{4}(\d{6})\s*$", re.MULTILINE)
 LINK_RE = re.compile(r"(https?://\S+/verify/[A-Za-z0-9_\-]+)")
+
+EMAIL = "ada@example.com"
+OTHER_EMAIL = "bob@example.com"
+UNKNOWN_EMAIL = "nobody@example.com"
+PASSWORD = "correct horse battery staple"
+OTHER_PASSWORD = "a different long passphrase"
+WRONG_PASSWORD = "not the password at all"
 
 
 def free_port() -> int:
@@ -291,3 +310,215 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s")
         time.sleep(interval)
+
+
+# -- the memory store, a redis-server and the Redis Cluster ------------------------------------
+@pytest.fixture(name="backend", params=[
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("cluster", id="cluster", marks=pytest.mark.redis)])
+def backend_with_cluster(request):
+    """The `backend` fixture with the test Redis Cluster as a third value: a test file that
+    imports it runs its `build`, `flow_app`, `browser` and `other` tests on all three."""
+    return request.param
+
+
+# -- a browser ----------------------------------------------------------------------------------
+class SignupActions:
+    """What a person does, through a test client, reading CSRF tokens from the pages."""
+
+    def __init__(self, client, smtp):
+        self.client = client
+        self.smtp = smtp
+
+    def post(self, path, data, form_path=None):
+        """GET the form page for its CSRF token, then POST."""
+        page = self.client.get(form_path or path)
+        return self.client.post(path, data={**data, "csrf_token": csrf_token(page.text)})
+
+    def signup(self, email, password=PASSWORD, confirm=None, name=""):
+        """Fill in the signup form."""
+        return self.post("/signup", {"email": email, "password": password,
+                                     "confirm": password if confirm is None else confirm,
+                                     "name": name})
+
+    def verify(self, email, code, password=None):
+        """Fill in the code form."""
+        data = {"email": email, "code": code}
+        if password is not None:
+            data["password"] = password
+        return self.post("/verify", data)
+
+    def resend(self, email):
+        """Ask for a new code."""
+        return self.post("/resend", {"email": email})
+
+    def open_link(self, link):
+        """GET the emailed link (what a mail scanner does too)."""
+        return self.client.get(path_of(link))
+
+    def confirm_link(self, link, password=None):
+        """Press the confirm button on the link page."""
+        data = {} if password is None else {"password": password}
+        return self.post(path_of(link), data)
+
+    def login(self, email, password=PASSWORD):
+        """Sign in."""
+        return self.post("/login", {"email": email, "password": password})
+
+    def email_to(self, address, count=1):
+        """The newest email to `address`, waiting for the `count`-th."""
+        return self.smtp.wait_for(address, count)
+
+    def code_for(self, address, count=1):
+        """The code in the newest email to `address`."""
+        return code_from(self.email_to(address, count))
+
+    def link_for(self, address, count=1):
+        """The link in the newest email to `address`."""
+        return link_from(self.email_to(address, count))
+
+
+def signed_up(actions, email=EMAIL, password=PASSWORD, **kwargs):
+    """Sign up (other form fields in `kwargs`) and return (code, link) from the email received."""
+    count = len(actions.smtp.to(email)) + 1
+    assert_redirect(actions.signup(email, password=password, **kwargs), "/verify")
+    message = actions.email_to(email, count)
+    return code_from(message), link_from(message)
+
+
+def verified(actions, email=EMAIL, password=PASSWORD):
+    """Sign up and verify by code in this browser; the user exists afterwards."""
+    code, _ = signed_up(actions, email, password)
+    assert_redirect(actions.verify(email, code), "/account")
+
+
+def complete(actions, how: str, email=EMAIL, count=1, password=None):
+    """Finish with the code or the link of the `count`-th email."""
+    if how == "code":
+        return actions.verify(email, actions.code_for(email, count), password=password)
+    return actions.confirm_link(actions.link_for(email, count), password=password)
+
+
+def signed_in_as(actions, email=EMAIL) -> bool:
+    """True when the browser's /account page shows `email`."""
+    page = actions.client.get("/account")
+    return page.status_code == 200 and email in page.text
+
+
+def post_form(client, path, data, form_path=None, **request_kwargs):
+    """GET the form page for its CSRF token, then POST, both with the same request options."""
+    page = client.get(form_path or path, **request_kwargs)
+    return client.post(path, data={**data, "csrf_token": csrf_token(page.text)}, **request_kwargs)
+
+
+def wrong(code: str) -> str:
+    """A 6-digit code that is not `code`."""
+    return f"{(int(code) + 1) % 10**6:06d}"
+
+
+def signup_and_verify(app, smtp, email: str) -> None:
+    """Sign up and verify by code: the address becomes a user."""
+    browser = SignupActions(app.test_client(), smtp)
+    assert browser.signup(email).status_code == 303
+    response = browser.verify(email, browser.code_for(email))
+    assert response.status_code in (302, 303)
+    assert response.headers["Location"].endswith("/account")
+
+
+# -- what a response says -------------------------------------------------------------------------
+def location(response) -> str:
+    """The path a redirect points at ("" when the answer has no Location)."""
+    return urlsplit(response.headers.get("Location", "")).path
+
+
+def assert_redirect(response, path: str) -> None:
+    """A POST/redirect/GET answer to `path`."""
+    assert response.status_code in (302, 303), (response.status_code, response.text[:500])
+    assert location(response) == path
+
+
+def assert_see_other(response, path: str) -> None:
+    """A POST/redirect/GET answer from gunicorn: exactly 303 to `path`."""
+    assert response.status_code == 303, (response.status_code, response.text[:800])
+    assert location(response) == path, response.headers.get("Location")
+
+
+def page_text(page) -> str:
+    """The page with HTML entities decoded."""
+    return html.unescape(page.text)
+
+
+def input_value(page, name: str):
+    """The value attribute of the input named `name` (None when it has none)."""
+    tag = re.search(rf'<input[^>]*\bname="{name}"[^>]*>', page.text)
+    assert tag, f"no input named {name}"
+    value = re.search(r'\bvalue="([^"]*)"', tag.group(0))
+    return html.unescape(value.group(1)) if value else None
+
+
+def field_errors(page, field: str) -> list[str]:
+    """The error messages shown next to one form field."""
+    found = re.findall(rf'<p class="error" id="{field}-error">(.*?)</p>', page.text, re.S)
+    return [html.unescape(message) for message in found]
+
+
+def session_cookie(response):
+    """The Set-Cookie header of the session cookie (None when the response sets none)."""
+    for header in response.headers.getlist("Set-Cookie"):
+        if header.startswith("session="):
+            return header
+    return None
+
+
+def cookie_flags(header: str) -> set[str]:
+    """The attributes of a Set-Cookie header, lower-cased (`samesite=lax`, `httponly`, ...)."""
+    return {part.strip().lower() for part in header.split(";")[1:]}
+
+
+def session_of(client) -> dict:
+    """What the client's session cookie holds."""
+    with client.session_transaction() as session:
+        return dict(session)
+
+
+# -- what is stored ---------------------------------------------------------------------------
+def pending(app, email=EMAIL):
+    """The pending registration for `email`, or None."""
+    with app.app_context():
+        return app.extensions["pending"].get_registration(email)
+
+
+def users(app) -> list[tuple[str, str]]:
+    """(email, password_hash) of every users row."""
+    with app.app_context():
+        return [tuple(row) for row in db.session.execute(
+            sqlalchemy.text("SELECT email, password_hash FROM users ORDER BY id")).all()]
+
+
+def user_emails(app) -> list[str]:
+    """The address of every users row."""
+    return [email for email, _ in users(app)]
+
+
+# -- /metrics -----------------------------------------------------------------------------------
+def samples(text: str) -> dict:
+    """{(name, frozenset(labels)): value} from a text exposition."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: dict, name: str, **labels) -> float:
+    """One sample's value (0 when absent)."""
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+# -- backups ----------------------------------------------------------------------------------
+def only_backup(directory: Path) -> Path:
+    """The one signup-backup-* folder in `directory`."""
+    folders = list(directory.glob("signup-backup-*"))
+    assert len(folders) == 1, folders
+    return folders[0]

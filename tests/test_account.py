@@ -1,4 +1,5 @@
-"""Signed-in sessions: the server-side session version, and the users-table upgrade it needs.
+"""Accounts: signing in and out (a new session at each sign-in), the server-side session
+version and the users-table upgrade it needs, changing the password and deleting the account.
 
 Driven through the Flask test client (a copied cookie is replayed in another client); the same
 behaviour over HTTP against gunicorn is in tests/e2e/test_account_http.py.
@@ -17,11 +18,10 @@ from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 
-from .conftest import PASSWORD, SignupActions
-from .helpers import html_of, text_of
-from .test_flow import assert_redirect, signed_in_as, signed_up
+from .helpers import (EMAIL, OTHER_EMAIL, OTHER_PASSWORD, PASSWORD, SignupActions, assert_redirect,
+                      html_of, page_text, session_of, signed_in_as, signed_up, text_of, verified)
+from .helpers import backend_with_cluster  # noqa: F401 (a fixture: memory, redis and cluster)
 
-EMAIL = "ada@example.com"
 # The users table as every release before the session version created it (SPEC section 5).
 OLD_USERS_TABLE = """CREATE TABLE users (
     id INTEGER NOT NULL, email VARCHAR(254) NOT NULL, password_hash VARCHAR(255) NOT NULL,
@@ -50,12 +50,6 @@ def with_cookie(app, cookie: str, smtp) -> SignupActions:
     thief = SignupActions(app.test_client(), smtp)
     thief.client.set_cookie("session", cookie)
     return thief
-
-
-def session_of(client) -> dict:
-    """What the client's session cookie holds."""
-    with client.session_transaction() as session:
-        return dict(session)
 
 
 def test_logout_ends_a_copied_session(make_app, smtp):
@@ -509,3 +503,81 @@ def test_users_delete_refuses_an_unknown_address(make_app, smtp, address, messag
     assert message in result.output
     assert password_hash(app) is not None
     assert len(smtp.to(EMAIL)) == 1
+
+
+# -- sign in and out, and a new session at each sign-in -------------------------------------
+def test_login_with_wrong_password(flow_app, browser, other):
+    """Wrong password (or unknown address) at /login: 400, not signed in."""
+    code, _ = signed_up(browser)
+    assert_redirect(browser.verify(EMAIL, code), "/account")
+    response = other.login(EMAIL, OTHER_PASSWORD)
+    assert response.status_code == 400
+    assert "do not match an account" in page_text(response)
+    assert other.login("nobody@example.com", PASSWORD).status_code == 400
+    assert_redirect(other.client.get("/account"), "/login")
+
+
+def test_logout_get_shows_button_post_signs_out(flow_app, browser):
+    """GET /logout shows a button and keeps the session; POST signs out; /account then redirects."""
+    code, _ = signed_up(browser)
+    assert_redirect(browser.verify(EMAIL, code), "/account")
+    page = browser.client.get("/logout")
+    assert page.status_code == 200
+    assert re.search(r'<form method="post" action="/logout">', page.text)
+    assert "<button" in page.text
+    assert signed_in_as(browser)
+    response = browser.post("/logout", {})
+    assert response.status_code in (302, 303)
+    assert_redirect(browser.client.get("/account"), "/login")
+
+
+def test_login_normalises_the_address(flow_app, browser, other):
+    """Sign-in with the address in another case works."""
+    code, _ = signed_up(browser)
+    assert_redirect(browser.verify(EMAIL, code), "/account")
+    assert_redirect(other.login("ADA@EXAMPLE.com"), "/account")
+    assert signed_in_as(other)
+
+
+def test_verification_starts_a_new_session(make_app, smtp):
+    """Signing in by code replaces the session: new cookie, no signup_email, new CSRF token."""
+    app = make_app()
+    browser = SignupActions(app.test_client(), smtp)
+    code, _ = signed_up(browser)
+    before = session_of(browser.client)
+    assert before.get("signup_email") == EMAIL and before.get("csrf_token")
+    cookie_before = browser.client.get_cookie("session").value
+    response = browser.verify(EMAIL, code)
+    assert_redirect(response, "/account")
+    cookie_after = browser.client.get_cookie("session").value
+    assert cookie_after != cookie_before
+    after = session_of(browser.client)
+    assert "signup_email" not in after and "last_email" not in after
+    assert after.get("csrf_token") != before["csrf_token"]
+    assert isinstance(after.get("user_id"), int)
+
+
+def test_login_starts_a_new_session(make_app, smtp):
+    """Signing in with a password replaces the session: nothing from before sign-in is kept."""
+    app = make_app()
+    verified(SignupActions(app.test_client(), smtp))
+    browser = SignupActions(app.test_client(), smtp)
+    assert_redirect(browser.resend(OTHER_EMAIL), "/verify")  # leaves last_email in the session
+    before = session_of(browser.client)
+    assert before.get("last_email") == OTHER_EMAIL
+    assert_redirect(browser.login(EMAIL), "/account")
+    after = session_of(browser.client)
+    assert "last_email" not in after
+    assert after.get("csrf_token") != before.get("csrf_token")
+    assert isinstance(after.get("user_id"), int)
+
+
+def test_link_verification_starts_a_new_session(make_app, smtp):
+    """Signing in by link also replaces the session."""
+    app = make_app()
+    browser = SignupActions(app.test_client(), smtp)
+    _, link = signed_up(browser)
+    before = session_of(browser.client)
+    assert_redirect(browser.confirm_link(link), "/account")
+    after = session_of(browser.client)
+    assert "signup_email" not in after and after.get("csrf_token") != before["csrf_token"]

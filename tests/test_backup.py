@@ -12,20 +12,10 @@ import pytest
 
 from app.extensions import db
 
-from .conftest import PASSWORD, SignupActions
-from .helpers import RedisServer, free_port, require
+from .helpers import PASSWORD, RedisServer, SignupActions, free_port, only_backup, signup_and_verify
 
 USERS = ("ada@example.com", "grace@example.com")
 PENDING = "alan@example.com"
-
-
-def signup_and_verify(app, smtp, email: str) -> None:
-    """Sign up and verify by code: the address becomes a user."""
-    browser = SignupActions(app.test_client(), smtp)
-    assert browser.signup(email).status_code == 303
-    response = browser.verify(email, browser.code_for(email))
-    assert response.status_code in (302, 303)
-    assert response.headers["Location"].endswith("/account")
 
 
 def can_sign_in(app, smtp, email: str) -> bool:
@@ -35,13 +25,6 @@ def can_sign_in(app, smtp, email: str) -> bool:
     if response.status_code not in (302, 303):
         return False
     return email in browser.client.get("/account").text
-
-
-def only_backup(directory: Path) -> Path:
-    """The one signup-backup-* folder in `directory`."""
-    folders = list(directory.glob("signup-backup-*"))
-    assert len(folders) == 1, folders
-    return folders[0]
 
 
 def forget_database(app, database: Path) -> None:
@@ -168,16 +151,6 @@ def test_backup_of_a_missing_database_fails_clearly(make_app, tmp_path):
 
 
 # -- Redis ------------------------------------------------------------------------------------
-@pytest.fixture
-def aof_redis():
-    """A redis-server of the test's own with AOF on, as in production."""
-    if not shutil.which("redis-server"):
-        require("REQUIRE_REDIS", "redis-server is not installed")
-    server = RedisServer(extra_args=["--appendonly", "yes", "--appendfsync", "everysec"]).start()
-    yield server
-    server.cleanup()
-
-
 def pending_keys(server: RedisServer) -> list[bytes]:
     """The pending-registration keys in a server."""
     return list(server.client().scan_iter(match="signup:pending:*"))

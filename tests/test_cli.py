@@ -11,8 +11,7 @@ from sqlalchemy import inspect
 
 from app.extensions import db
 
-from .conftest import SignupActions
-from .helpers import free_port
+from .helpers import SignupActions, free_port
 
 EMAIL = "ada@example.com"
 BACKENDS = [

@@ -26,8 +26,7 @@ import redis
 import requests
 import yaml
 
-from .conftest import PASSWORD, SignupActions
-from .helpers import ROOT, free_port, require, text_of
+from .helpers import PASSWORD, ROOT, SignupActions, free_port, require, text_of
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 REDIS_CONF = ROOT / "deploy" / "redis.conf"

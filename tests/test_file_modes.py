@@ -14,8 +14,7 @@ from app import create_app
 from app.config import DEV_SECRET_FILE, TestConfig, load_config
 from app.extensions import db
 
-from .conftest import SignupActions
-from .test_backup import aof_redis, only_backup, signup_and_verify  # noqa: F401 (a fixture)
+from .helpers import SignupActions, only_backup, signup_and_verify
 
 EMAIL = "ada@example.com"
 

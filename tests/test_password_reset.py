@@ -13,10 +13,8 @@ import pytest
 
 from app import accounts
 
-from .conftest import PASSWORD, SignupActions
-from .helpers import code_from, csrf_token, free_port, path_of, text_of
-from .test_flow import assert_redirect, page_text, signed_in_as, signed_up, users
-from .test_metrics import samples, value
+from .helpers import (PASSWORD, SignupActions, assert_redirect, code_from, csrf_token, free_port,
+                      page_text, path_of, samples, signed_in_as, signed_up, text_of, users, value)
 
 EMAIL = "ada@example.com"
 NEW_PASSWORD = "a brand new long passphrase"
@@ -132,7 +130,7 @@ def test_reset_by_link_get_changes_nothing_post_resets(owner, stranger, smtp, re
         assert page.headers["Referrer-Policy"] == "no-referrer"
         assert 'name="password"' in page.text and 'name="confirm"' in page.text
         assert "a***@example.com" in page_text(page)
-    assert redis_dump() == state
+    redis_dump.assert_unchanged(state)
     assert stranger.login(EMAIL, PASSWORD).status_code in (302, 303)  # still the old password
 
     assert_redirect(stranger.reset_by_link(link), "/account")
@@ -459,14 +457,30 @@ def test_turkish_reset_email_and_pages(owner, reset_app, smtp):
     assert turkish.email_to(EMAIL, 3)["Subject"] == "Parolanız değiştirildi"
 
 
+class StoreState:
+    """The pending store's whole state now (`state()`), and a check that it has not changed
+    since an earlier one (`assert_unchanged(earlier)`)."""
+
+    def __init__(self, state, assert_unchanged):
+        self.state = state
+        self._assert_unchanged = assert_unchanged
+
+    def __call__(self):
+        return self.state()
+
+    def assert_unchanged(self, earlier) -> None:
+        """Nothing written since `earlier` (TTLs only counted down)."""
+        self._assert_unchanged(earlier, self.state())
+
+
 @pytest.fixture
 def redis_dump(backend, request, reset_app):
-    """A function returning every Redis key and value now (the manager's memory for memory)."""
+    """Every Redis key, value and TTL (the manager's memory for memory), as a StoreState."""
     if backend == "redis":
-        from .e2e.conftest import dump_redis
+        from .e2e.conftest import assert_unchanged, dump_redis
 
         client = request.getfixturevalue("redis_server").client()
-        return lambda: dump_redis(client)
+        return StoreState(lambda: dump_redis(client), assert_unchanged)
 
     def memory_state():
         manager = reset_app.extensions["pending"]
@@ -474,7 +488,10 @@ def redis_dump(backend, request, reset_app):
         return (repr(sorted(resets.records.items())), repr(sorted(resets.attempts.items())),
                 repr(sorted(manager.fallback.memory.records.items())))
 
-    return memory_state
+    def assert_equal(before, after):
+        assert after == before
+
+    return StoreState(memory_state, assert_equal)
 
 
 def test_csrf_token_is_required_on_every_reset_form(owner, stranger):

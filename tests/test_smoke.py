@@ -1,6 +1,6 @@
 """A first end-to-end pass through the test client."""
 
-from .conftest import PASSWORD
+from .helpers import PASSWORD
 
 
 def test_signup_then_code_then_account(actions, smtp):

@@ -1222,3 +1222,34 @@ def test_every_key_a_script_touches_comes_from_keys():
         for command, key in call.findall(path.read_text()):
             key = key.strip()
             assert re.fullmatch(r"KEYS\[\d+\]|\w*key", key), f"{path.name}: {command} {key}"
+
+
+# -- the fallback ----------------------------------------------------------------------------
+def test_a_claim_is_finished_on_the_store_that_made_it():
+    """Another request switching to the fallback just after this one's claim must not leave
+    the promoted record behind in Redis (finish goes to the store that made the claim)."""
+    from app.pending.manager import Limits, PendingRegistrationManager
+    from app.pending.memory import MemoryStore
+    from app.security import Digester
+
+    from .test_store_contract import CODE, new_registration
+
+    class SwitchAfterClaim(MemoryStore):
+        """A primary store after whose claim another thread moves the manager to memory."""
+
+        def check_code(self, *args, **kwargs):
+            result = super().check_code(*args, **kwargs)
+            manager.fallback.enter(RuntimeError("another request found Redis gone"))
+            return result
+
+    primary = SwitchAfterClaim()
+    manager = PendingRegistrationManager(primary, Digester("k" * 64), Limits())
+    manager.fallback._probe_loop = lambda: None  # keep the switch: no recovery in this test
+    try:
+        manager.add_registration(new_registration(manager, "ada@example.com"))
+        address_id = manager.address_id("ada@example.com")
+        result = manager.verify_and_remove("ada@example.com", CODE, lambda reg: "user")
+        assert result.status == "verified" and manager.store is manager.fallback.memory
+        assert primary.load(address_id) is None  # finished where it was claimed
+    finally:
+        manager.close()

@@ -17,7 +17,7 @@ import pytest
 import requests
 from urllib3.util.retry import Retry
 
-from ..conftest import PASSWORD
+from ..helpers import PASSWORD
 from ..helpers import code_from, csrf_token, free_port, link_from, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,6 +173,13 @@ def no_server_errors():
     found = {server.base_url: server.problems(server.new_output()) for server in RUNNING}
     found = {url: lines for url, lines in found.items() if lines}
     assert not found, f"server errors during the test: {found}"
+
+
+@pytest.fixture
+def fresh_redis(redis_url):
+    """An empty redis-server for each test of a file that marks itself
+    `pytest.mark.usefixtures("fresh_redis")` (users persist: its tests use new addresses)."""
+    return redis_url
 
 
 def start_gunicorn(tmp_path_factory, redis_server, smtp_server, name, *, db=0, **options):
@@ -340,6 +347,20 @@ def dump_redis(client) -> dict[str, tuple[str, object, int]]:
         value = readers[kind](raw_key) if kind in readers else None
         dump[key] = (kind, value, client.ttl(raw_key))
     return dump
+
+
+def assert_unchanged(before: dict, after: dict) -> None:
+    """Two dumps of dump_redis hold the same keys, types and values, and no TTL was extended.
+
+    TTLs are whole seconds that keep falling between the two reads (one second boundary or
+    several on a loaded machine), so a TTL may be lower afterwards, never higher: a write that
+    refreshed an expiry shows as a higher one.
+    """
+    assert {key: entry[:2] for key, entry in after.items()} == \
+        {key: entry[:2] for key, entry in before.items()}
+    for key, (_kind, _value, ttl) in after.items():
+        was = before[key][2]
+        assert (ttl == was) if was < 0 else (0 <= ttl <= was), (key, was, ttl)
 
 
 def redis_text(dump: dict) -> str:

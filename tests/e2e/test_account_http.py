@@ -8,22 +8,10 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..helpers import text_of
+from ..helpers import assert_redirect, text_of
 from .conftest import PASSWORD, Browser, code_and_link, new_address, user_rows
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
-
-
-@pytest.fixture(autouse=True)
-def fresh_redis(redis_url):
-    """Each test starts on an empty redis-server (users persist: every test uses new addresses)."""
-    return redis_url
-
-
-def assert_redirect(response, path: str) -> None:
-    """A redirect (302 from a GET, 303 from a POST) to `path`."""
-    assert response.status_code in (302, 303), (response.status_code, response.text[:500])
-    assert urlsplit(response.headers["Location"]).path == path
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.usefixtures("fresh_redis")]
 
 
 def signed_in(server, smtp_server, label: str) -> tuple[Browser, str]:

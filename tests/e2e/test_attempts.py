@@ -27,15 +27,9 @@ from .conftest import (
 )
 from .test_http import assert_redirect, pending_keys
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.usefixtures("fresh_redis")]
 
 NOT_THE_PASSWORD = "not the password chosen at signup"
-
-
-@pytest.fixture(autouse=True)
-def fresh_redis(redis_url):
-    """Each test starts on an empty redis-server (users persist: every test uses new addresses)."""
-    return redis_url
 
 
 @pytest.fixture(scope="module")

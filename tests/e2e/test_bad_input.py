@@ -19,7 +19,7 @@ from ..shapes import ALL_FIELDS, FAMILIES, POST_ROUTES, judge
 from .conftest import HTTP_TIMEOUT, PASSWORD, Browser, code_and_link, dump_redis, new_address, \
     user_rows
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.usefixtures("fresh_redis")]
 
 NOT_TEXT = {
     "en": "Every field of this form must be text typed into the page",
@@ -43,12 +43,6 @@ ROUTES = {
 # Values of every JSON type but a string, and bodies that are not a JSON object at all.
 JSON_VALUES = [12345, 1.5, True, None, ["a@example.com"], {"a": 1}, [[1, {"b": None}]]]
 JSON_BODIES = ['[1,2,3]', '"abc"', "5", "true", "null", "{", '{"email": "a", "email": 7}']
-
-
-@pytest.fixture(autouse=True)
-def fresh_redis(redis_url):
-    """Each test starts on an empty redis-server."""
-    return redis_url
 
 
 class World:

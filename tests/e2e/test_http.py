@@ -6,10 +6,10 @@ import re
 import secrets
 import time
 from collections import defaultdict
-from urllib.parse import urlsplit
 
 import pytest
 
+from ..helpers import assert_see_other as assert_redirect
 from ..helpers import html_of, text_of
 from .conftest import (
     PASSWORD,
@@ -23,27 +23,10 @@ from .conftest import (
     wrong_code,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.usefixtures("fresh_redis")]
 
 OTHER_PASSWORD = "purple elephant under the stairs"
 NOT_RIGHT = "That code is not right (or has expired)."
-
-
-@pytest.fixture(autouse=True)
-def fresh_redis(redis_url):
-    """Each test starts on an empty redis-server (users persist: every test uses new addresses)."""
-    return redis_url
-
-
-def location_path(response) -> str:
-    """The path a redirect points at."""
-    return urlsplit(response.headers["Location"]).path
-
-
-def assert_redirect(response, path: str) -> None:
-    """A POST/redirect/GET answer: 303 to `path`."""
-    assert response.status_code == 303, (response.status_code, response.text[:500])
-    assert location_path(response) == path
 
 
 def pending_keys(client) -> list[bytes]:

@@ -17,11 +17,9 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import PASSWORD
 from tests.e2e.conftest import (  # noqa: F401 (no_server_errors: autouse, checks gunicorn logs)
     Browser,
     code_and_link,
@@ -30,7 +28,9 @@ from tests.e2e.conftest import (  # noqa: F401 (no_server_errors: autouse, check
     start_gunicorn,
     user_rows,
 )
-from tests.helpers import CODE_RE, PG_HOST, PG_PORT, SmtpServer, text_of
+from tests.helpers import CODE_RE, PASSWORD, PG_HOST, PG_PORT, SmtpServer, text_of
+from tests.helpers import assert_see_other as assert_redirect
+from tests.helpers import location as location_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -103,17 +103,6 @@ def tally(row, response):
     """Count a response in the row; return it."""
     row.count(response.status_code)
     return response
-
-
-def location_path(response) -> str:
-    """The path a redirect points at."""
-    return urlsplit(response.headers.get("Location", "")).path
-
-
-def assert_redirect(response, path: str) -> None:
-    """A POST/redirect/GET answer: 303 to `path`."""
-    assert response.status_code == 303, (response.status_code, response.text[:800])
-    assert location_path(response) == path, response.headers.get("Location")
 
 
 def pending_emails(client) -> list[str]:

@@ -37,7 +37,6 @@ import pytest
 import requests
 from requests_toolbelt.adapters.source import SourceAddressAdapter
 
-from tests.conftest import PASSWORD
 from tests.e2e.conftest import (  # noqa: F401 (no_server_errors: autouse, checks gunicorn logs)
     Browser,
     code_and_link,
@@ -47,6 +46,7 @@ from tests.e2e.conftest import (  # noqa: F401 (no_server_errors: autouse, check
     wrong_code,
 )
 from tests.helpers import (
+    PASSWORD,
     ROOT,
     RedisServer,
     csrf_token,
@@ -55,7 +55,9 @@ from tests.helpers import (
     wait_for_port,
 )
 
-from .test_db_smtp_faults import assert_redirect, pending_emails
+from tests.helpers import assert_see_other as assert_redirect
+
+from .test_db_smtp_faults import pending_emails
 from .test_redis_faults import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]

@@ -1,7 +1,5 @@
-"""The cheaper page machinery (issue 7) behaves exactly as what it replaced.
-
-Blank form pages rendered once per language, the cached session serializer, the rate limiter's
-per-request hook taken out, the once-per-request translations and the template URL memo.
+"""The pages themselves: the cached blank forms and their CSRF tokens, pages rendered per person,
+labels, autocomplete and error announcements, and the verification status a page polls.
 """
 
 from __future__ import annotations
@@ -10,11 +8,9 @@ import re
 
 import pytest
 from flask import render_template_string
-from flask_babel import force_locale
 from flask_wtf.csrf import validate_csrf
 
-from tests.conftest import PASSWORD
-from tests.helpers import csrf_token
+from .helpers import EMAIL, PASSWORD, SignupActions, csrf_token, page_text
 
 
 def page_without_token(html: str) -> str:
@@ -72,13 +68,6 @@ def test_another_browsers_token_is_refused(app):
     assert app.extensions["pending"].get_registration("ada@example.com") is None
 
 
-def test_each_language_has_its_own_page(app):
-    english = app.test_client().get("/signup", headers={"Accept-Language": "en"}).text
-    turkish = app.test_client().get("/signup", headers={"Accept-Language": "tr"}).text
-    assert '<html lang="en">' in english and '<html lang="tr">' in turkish
-    assert "Kaydol" in turkish and "Kaydol" not in english
-
-
 def test_personal_pages_are_rendered_not_served_from_the_cache(app):
     client = app.test_client()
     client.get("/signup")
@@ -90,53 +79,6 @@ def test_personal_pages_are_rendered_not_served_from_the_cache(app):
     with_query = app.test_client().get("/signup?from=mail").text
     assert 'value="/signup?from=mail"' in with_query
     assert all("from=mail" not in page for page in app.extensions["page_cache"].pages.values())
-
-
-def test_session_cookies_signed_with_a_retired_key_still_open(make_app):
-    old = make_app(SECRET_KEY="k" * 64)
-    client = old.test_client()
-    client.get("/signup")
-    with client.session_transaction() as session:
-        session["lang"] = "tr"
-    new = make_app(SECRET_KEY="n" * 64, SECRET_KEY_FALLBACKS=["k" * 64])
-    cookie = client.get_cookie("session").value
-    other = new.test_client()
-    other.set_cookie("session", cookie)
-    assert '<html lang="tr">' in other.get("/signup").text  # the old cookie was read
-    stranger = make_app(SECRET_KEY="s" * 64, SECRET_KEY_FALLBACKS=[])
-    third = stranger.test_client()
-    third.set_cookie("session", cookie)
-    assert '<html lang="tr">' not in third.get("/signup", headers={"Accept-Language": "en"}).text
-
-
-def test_gets_skip_the_limiter_and_posts_are_still_limited(make_app):
-    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_SIGNUP="2/minute")
-    limiter = app.extensions["rate_limiter"]
-    assert limiter._check_request_limit not in app.before_request_funcs[None]
-    client = app.test_client()
-    for _ in range(5):
-        assert client.get("/signup").status_code == 200
-    token = csrf_token(client.get("/signup").text)
-    form = {"csrf_token": token, "email": "not an address", "password": "x", "confirm": "x"}
-    statuses = [client.post("/signup", data=form).status_code for _ in range(3)]
-    assert statuses == [400, 400, 429]
-
-
-def test_a_global_limit_keeps_the_limiters_hook(make_app):
-    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_DEFAULT="2/minute")
-    client = app.test_client()
-    # Flask-Limiter applies default limits to the routes without limits of their own.
-    statuses = [client.get("/").status_code for _ in range(3)]
-    assert statuses == [200, 200, 429]
-
-
-def test_template_text_follows_a_forced_language(app):
-    with app.test_request_context("/", headers={"Accept-Language": "en"}):
-        template = "{{ _('Sign up') }}"
-        assert render_template_string(template) == "Sign up"
-        with force_locale("tr"):
-            assert render_template_string(template) == "Kaydol"
-        assert render_template_string(template) == "Sign up"
 
 
 @pytest.mark.parametrize("mount", ["", "/accounts"])
@@ -180,3 +122,65 @@ def test_a_refused_code_page_from_the_cache_is_the_page_a_render_gives(make_app,
     assert "o&#39;neil&amp;co@example.com" in cached or "O&#39;Neil&amp;Co@Example.com" in cached
     if same_browser:
         assert ("Attempts left: 3." if lang == "en" else "3") in cached
+
+
+def test_every_input_has_a_label_and_the_right_autocomplete(app, actions):
+    """Labels for every visible input; autocomplete and inputmode where the issue asks."""
+    assert actions.signup(EMAIL).status_code == 303
+    other = app.test_client()
+    pages = {"/signup": actions.client, "/login": actions.client, "/resend": actions.client,
+             "/verify": other}
+    for path, client in pages.items():
+        page = client.get(path).text
+        inputs = re.findall(r"<input[^>]*>", page)
+        for tag in inputs:
+            if 'type="hidden"' in tag:
+                continue
+            field_id = re.search(r'id="([^"]+)"', tag).group(1)
+            assert f'<label for="{field_id}">' in page, (path, field_id)
+    signup = actions.client.get("/signup").text
+    assert re.search(r'<input[^>]*autocomplete="email"[^>]*id="email"', signup)
+    assert signup.count('autocomplete="new-password"') == 2
+    verify = other.get("/verify").text
+    code = re.search(r'<input[^>]*id="code"[^>]*>', verify).group(0)
+    assert 'autocomplete="one-time-code"' in code and 'inputmode="numeric"' in code
+    assert 'autocomplete="current-password"' in verify
+
+
+def test_errors_are_linked_announced_and_focused(actions):
+    """Field errors: summary (role=alert) linking to fields, aria-describedby, autofocus."""
+    page = actions.signup("not an address", password="short")
+    assert page.status_code == 400
+    assert 'role="alert" id="error-summary"' in page.text
+    assert '<a href="#email">' in page.text and '<a href="#password">' in page.text
+    email = re.search(r'<input[^>]*id="email"[^>]*>', page.text).group(0)
+    assert "autofocus" in email and 'aria-invalid="true"' in email
+    assert 'aria-describedby="email-error"' in email
+    password = re.search(r'<input[^>]*id="password"[^>]*>', page.text).group(0)
+    assert "autofocus" not in password
+    assert 'aria-describedby="password-hint password-error"' in password
+
+
+def test_status_is_none_without_a_signup(client):
+    """A browser that signed up for nothing gets "none" (it cannot ask about any address)."""
+    assert client.get("/verify/status").get_json() == {"status": "none"}
+    assert client.get("/verify/status?email=ada@example.com").get_json() == {"status": "none"}
+    assert client.get("/verify/done").status_code == 302
+
+
+def test_status_moves_to_verified_when_verified_elsewhere(app, actions, smtp):
+    """pending while waiting; verified once another browser used the code with the password."""
+    assert actions.signup(EMAIL).status_code == 303
+    page = actions.client.get("/verify")
+    assert 'data-status-url="/verify/status"' in page.text
+    assert actions.client.get("/verify/status").get_json() == {"status": "pending"}
+    assert actions.client.get("/verify/done").status_code == 302  # not yet
+
+    phone = SignupActions(app.test_client(), smtp)
+    assert phone.verify(EMAIL, actions.code_for(EMAIL), password=PASSWORD).status_code == 303
+    assert actions.client.get("/verify/status").get_json() == {"status": "verified"}
+    done = actions.client.get("/verify/done")
+    assert done.status_code == 200 and "Your address is verified" in page_text(done)
+    assert 'href="/login"' in done.text
+    assert actions.client.get("/account").status_code == 302  # not signed in here
+    assert f'value="{EMAIL}"' in actions.client.get("/login").text

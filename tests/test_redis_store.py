@@ -1,5 +1,9 @@
-"""Redis Cluster: the client built from the config, the rate limiter's storage, check-redis and
-the backup on a real cluster of 3 masters + 3 replicas (tests/cluster.py)."""
+"""The Redis store through the app: what a signup leaves in a real redis-server, and on a Redis
+Cluster the client built from the config, the rate limiter's storage, check-redis and the
+backup (a real cluster of 3 masters + 3 replicas, tests/cluster.py).
+
+The store's own behaviour, on every backend, is in tests/test_store_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,7 @@ from app.limits import storage_options, storage_uri
 from app.pending.redis_client import LazyRedisCluster, client_from_config, cluster_options
 
 from .cluster import check_slots
-from .conftest import SignupActions
-from .helpers import code_from, csrf_token, wait_until
+from .helpers import PASSWORD, SignupActions, code_from, csrf_token, signed_up, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -230,3 +233,35 @@ def test_backup_on_a_cluster_names_the_way(redis_cluster, make_app, tmp_path):
     result = app.test_cli_runner().invoke(args=["backup", str(tmp_path / "out"), "--no-db"])
     assert result.exit_code == 1
     assert re.search(r"redis: SKIPPED \(a Redis Cluster is backed up node by node", result.output)
+
+
+# -- a real redis-server ---------------------------------------------------------------------
+@pytest.mark.redis
+def test_redis_holds_no_secret_in_clear_and_ttl_is_a_day(make_app, redis_url, redis_server, smtp):
+    """Redis keeps no plaintext code, link token or password, no address in key names; TTL 24 h."""
+    app = make_app(REDIS_URL=redis_url)
+    browser = SignupActions(app.test_client(), smtp)
+    code, link = signed_up(browser)
+    token = link.rsplit("/", 1)[1]
+    client = redis_server.client()
+    keys = list(client.scan_iter(match="*"))
+    pending_keys = [k for k in keys if k.startswith(b"signup:pending:")]
+    assert len(pending_keys) == 1
+    assert 86400 - 5 <= client.ttl(pending_keys[0]) <= 86400
+    assert all(k.startswith(b"signup:") for k in keys)
+    assert not any(b"example.com" in k for k in keys)
+
+    stored = []
+    for key in keys:
+        kind = client.type(key)
+        if kind == b"string":
+            stored.append(client.get(key))
+        elif kind == b"hash":
+            stored += [b for pair in client.hgetall(key).items() for b in pair]
+        elif kind == b"zset":
+            stored += client.zrange(key, 0, -1)
+        stored.append(key)
+    blob = b"\n".join(stored).decode("utf-8", "replace")
+    assert token not in blob
+    assert PASSWORD not in blob
+    assert not re.search(rf"(?<![0-9A-Za-z.]){code}(?![0-9A-Za-z.])", blob)
