@@ -14,8 +14,9 @@ from .config import INSTANCE_PATH, PROJECT_ROOT, load_config
 from .extensions import babel, csrf, db, mail
 from .redaction import RedactingFilter
 from .security import Passwords
+from .version import __version__
 
-__version__ = "0.1.0"
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(config: dict | None = None, *, environ=None) -> Flask:

@@ -1,15 +1,17 @@
 """Signup, verification, resend, promotion, sign-in, forgotten passwords and signed-in
-sessions.
+sessions: the one door from the views to the logic.
 
 Everything but the session functions is callable without HTTP; those (`sign_in`, `sign_out`,
-`current_user`, `end_sessions`) work on the request's Flask session.
+`current_user`, `end_sessions`) work on the request's Flask session. Whatever a dependency's
+outage looks like below (the pending store's `StoreUnavailable`, a database error), it leaves
+this module as `Unavailable`. This module makes the secrets it emails (codes, link tokens); the
+pending manager computes every digest of them.
 """
 
 from __future__ import annotations
 
-import hmac
+import functools
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -25,10 +27,34 @@ from .pending import CodeCheck, PasswordReset, PendingRegistration, StoreUnavail
 from .security import Passwords, new_code, new_link_token
 
 log = logging.getLogger(__name__)
+MAX_TOKEN_LENGTH = 128  # a link token is 76 characters; anything much longer is not one
 
 
-class DatabaseUnavailable(Exception):
+class Unavailable(Exception):
+    """A dependency of the logic is down: nothing was changed, the person may try again."""
+
+
+class DatabaseUnavailable(Unavailable):
     """The users database could not be read or written (locked, read-only, down)."""
+
+
+class PendingStoreUnavailable(Unavailable):
+    """The pending store cannot answer: Redis down with the fallback off, or only partly
+    reachable (the memory fallback cannot say "there is none")."""
+
+
+def _door(function):
+    """Turn the pending store's StoreUnavailable into PendingStoreUnavailable, so callers
+    catch one exception whatever is down."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except StoreUnavailable as exc:
+            raise PendingStoreUnavailable(str(exc)) from exc
+
+    return call
 
 
 @dataclass
@@ -38,6 +64,23 @@ class SignupOutcome:
 
     email_sent: bool
     retry_after: int = 0
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What promoting a registration came to: the user, and whether the row was already there
+    (the address was verified concurrently, or before)."""
+
+    user: User
+    already_verified: bool = False
+
+
+@dataclass(frozen=True)
+class LinkRegistration:
+    """What the link page shows of the registration an emailed link belongs to."""
+
+    email: str
+    same_browser: bool
 
 
 @dataclass
@@ -93,6 +136,7 @@ def _mail_context(email: str, code: str | None, token: str | None) -> dict:
     return context
 
 
+@_door
 def signup(email: str, password: str, name: str, locale: str,
            browser_key: str = "") -> SignupOutcome:
     """Store (or replace) a pending registration and email its code; same answer for all.
@@ -122,24 +166,15 @@ def _register(email: str, password_hash: str, name: str, locale: str,
     manager = get_manager()
     # One id for the record, its code digest and its link token (which carries the id, so
     # the link finds the record in one read), even when a key rotation leaves several.
-    address_id = manager.address_id(email)
-    code, token = new_code(), new_link_token(address_id)
-    now = time.time()
-    reg = PendingRegistration(
-        email=email, password_hash=password_hash, name=name, locale=locale,
-        code_digest=manager.digester.code_digest(address_id, code),
-        token_digest=manager.digester.token_digest(token),
-        browser_digest=manager.digester.browser_digests(browser_key)[0] if browser_key else "",
-        code_issued_at=now, created_at=now, updated_at=now,
-        expires_at=now + manager.limits.pending_ttl, address_id=address_id,
-    )
-    retry = manager.add_registration(reg, take_email=True)
+    code, token = new_code(), new_link_token(manager.address_id(email))
+    retry = manager.register(email, password_hash, name, locale, code, token, browser_key)
     if retry:
         return SignupOutcome(email_sent=False, retry_after=retry)
     sent = send_email("verification", email, locale, **_mail_context(email, code, token))
     return SignupOutcome(email_sent=sent)
 
 
+@_door
 def resend(email: str, locale: str = "en") -> SignupOutcome:
     """New code and link for a pending registration; the answer never says whether one exists.
 
@@ -158,7 +193,7 @@ def resend(email: str, locale: str = "en") -> SignupOutcome:
                           **_mail_context(email, code, token))
     elif manager.uncertain:
         # Memory (fallback) cannot tell "no registration" from "held in Redis": say nothing.
-        raise StoreUnavailable("pending registrations are only partly reachable")
+        raise PendingStoreUnavailable("pending registrations are only partly reachable")
     elif find_user(email) is not None:
         sent = send_email("existing_account", email, locale, **_mail_context(email, None, None))
     else:
@@ -166,25 +201,25 @@ def resend(email: str, locale: str = "en") -> SignupOutcome:
     return SignupOutcome(email_sent=sent)
 
 
-def promote(reg: PendingRegistration) -> User:
+def promote(reg: PendingRegistration) -> Promotion:
     """Insert and commit the user row; raises DatabaseUnavailable when that cannot be done.
 
     A unique violation means the address was verified concurrently: the existing user is
-    returned so the pending record is removed and there is still exactly one row.
+    returned (`already_verified`) so the pending record is removed and there is still exactly
+    one row.
     """
     user = User(email=reg.email, password_hash=reg.password_hash, name=reg.name,
                 created_at=utcnow(), verified_at=utcnow())
     try:
         db.session.add(user)
         db.session.commit()
-        return user
+        return Promotion(user)
     except IntegrityError:
         db.session.rollback()
         existing = find_user(reg.email)
         if existing is None:
             raise DatabaseUnavailable("integrity error without an existing user") from None
-        existing.already_verified = True
-        return existing
+        return Promotion(existing, already_verified=True)
     except SQLAlchemyError as exc:
         db.session.rollback()
         log.error("promotion failed, registration kept: %s", exc.__class__.__name__)
@@ -198,10 +233,45 @@ def same_browser(reg: PendingRegistration, signup_email: str | None,
     A later signup for the address (by anyone) replaces the record and its browser digest, so
     the first browser then has to give the password like any other.
     """
-    if not (signup_email and browser_key and reg.email == signup_email and reg.browser_digest):
+    if not (signup_email and reg.email == signup_email):
         return False
-    return any(hmac.compare_digest(reg.browser_digest, digest)
-               for digest in get_manager().digester.browser_digests(browser_key))
+    return get_manager().is_signup_browser(reg, browser_key)
+
+
+@_door
+def registration_for_link(token: str, signup_email: str | None = None,
+                          browser_key: str | None = None) -> LinkRegistration | None:
+    """The registration an emailed link belongs to, or None; reading it changes nothing.
+
+    Raises PendingStoreUnavailable when the memory fallback cannot say the link is dead.
+    """
+    manager = get_manager()
+    reg = manager.get_registration_by_token(token) if len(token) <= MAX_TOKEN_LENGTH else None
+    if reg is None:
+        if manager.uncertain:
+            raise PendingStoreUnavailable("pending registrations are only partly reachable")
+        return None
+    return LinkRegistration(reg.email, same_browser(reg, signup_email, browser_key))
+
+
+def signup_status(signup_email: str | None, signup_at) -> str:
+    """"none", "pending" or "verified" for a browser's own signup, never another address.
+
+    `signup_email` and `signup_at` are what the browser remembers of its signup. "verified"
+    means an account for that address was created after the signup. An address that already
+    had an account stays "pending" like one that is still waiting, so the answer tells nothing
+    the signup itself did not (SPEC 3: no enumeration). One users-table lookup in every case,
+    so the time taken does not tell the cases apart either.
+    """
+    if not signup_email or not isinstance(signup_at, (int, float)):
+        return "none"
+    user = find_user(signup_email)
+    if user is None:
+        return "pending"
+    verified_at = user.verified_at
+    if verified_at.tzinfo is None:  # SQLite returns naive UTC datetimes
+        verified_at = verified_at.replace(tzinfo=timezone.utc)
+    return "verified" if verified_at.timestamp() >= signup_at else "pending"
 
 
 def completion_check(signup_email: str | None, password: str | None,
@@ -216,11 +286,13 @@ def completion_check(signup_email: str | None, password: str | None,
     return check
 
 
+@_door
 def verify_code(email: str, code: str, *, signup_email=None, password=None, browser_key=None):
     """Verify by code; another browser than the signing-up one must give the password too.
 
     A right code with a wrong password is refused like a wrong code (wrong_password, counted
-    and answered alike): nothing may confirm a code to someone without the password.
+    and answered alike): nothing may confirm a code to someone without the password. A
+    "verified" check carries the `Promotion` in `result`.
     """
     result = get_manager().verify_and_remove(
         email, code, promote, check=completion_check(signup_email, password, browser_key))
@@ -232,6 +304,7 @@ def verify_code(email: str, code: str, *, signup_email=None, password=None, brow
     return result
 
 
+@_door
 def verify_link(token: str, *, signup_email=None, password=None, browser_key=None):
     """Verify by link token, with the same claim/promote/delete sequence as a code.
 
@@ -246,6 +319,7 @@ def verify_link(token: str, *, signup_email=None, password=None, browser_key=Non
     return result
 
 
+@_door
 def attempt_sign_in(email: str, password: str, browser_key: str) -> SignInOutcome:
     """Check a sign-in, counted against the address's LOGIN_MAX_FAILURES (known or not).
 
@@ -287,7 +361,6 @@ def attempt_sign_in(email: str, password: str, browser_key: str) -> SignInOutcom
 
 
 # -- forgotten passwords ----------------------------------------------------------------------
-MAX_TOKEN_LENGTH = 128  # a link token is 76 characters; anything much longer is not one
 
 
 def _reset_mail_context(email: str, code: str, token: str) -> dict:
@@ -298,6 +371,7 @@ def _reset_mail_context(email: str, code: str, token: str) -> dict:
             "reset_url": _absolute("password.reset")}
 
 
+@_door
 def forgot_password(email: str, locale: str) -> SignupOutcome:
     """Email what helps with a forgotten password; the answer is the same for every address.
 
@@ -329,24 +403,26 @@ def forgot_password(email: str, locale: str) -> SignupOutcome:
                           **_mail_context(email, code, token))
     elif manager.uncertain:
         # Memory (fallback) cannot tell "no registration" from "held in Redis": say nothing.
-        raise StoreUnavailable("pending registrations are only partly reachable")
+        raise PendingStoreUnavailable("pending registrations are only partly reachable")
     else:
         sent = send_email("no_account", email, locale, **_mail_context(email, None, None))
     return SignupOutcome(email_sent=sent)
 
 
+@_door
 def reset_for_link(token: str) -> PasswordReset | None:
     """The reset an emailed link belongs to, or None; reading it changes nothing.
 
-    Raises StoreUnavailable when the memory fallback cannot say the link is dead.
+    Raises PendingStoreUnavailable when the memory fallback cannot say the link is dead.
     """
     manager = get_manager()
     reset = manager.get_reset_by_token(token) if len(token) <= MAX_TOKEN_LENGTH else None
     if reset is None and manager.uncertain:
-        raise StoreUnavailable("resets are only partly reachable")
+        raise PendingStoreUnavailable("resets are only partly reachable")
     return reset
 
 
+@_door
 def reset_password(password: str, locale: str, *, email: str | None = None,
                    code: str | None = None, token: str | None = None) -> CodeCheck:
     """Set a new password with a reset code (`email`, `code`) or link (`token`).

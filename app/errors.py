@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import metrics
+from .endpoints import FORM_PAGES
 from .forms import NotFormText
 
 log = logging.getLogger(__name__)
@@ -30,21 +31,6 @@ def render_error(code: int, message: str | None = None, headers=None):
     if request.path in ("/health", "/metrics"):
         return jsonify({"error": message}), code, headers or {}
     return render_template("errors/error.html", code=code, message=message), code, headers or {}
-
-
-def _form_pages():
-    from . import forms
-
-    return {
-        "signup.signup": ("signup/signup.html", forms.SignupForm),
-        "verify.verify": ("verify/verify.html", forms.VerifyForm),
-        "verify.link": ("verify/link.html", forms.LinkForm),
-        "resend.resend": ("resend/resend.html", forms.ResendForm),
-        "account.login": ("account/login.html", forms.LoginForm),
-        "password.forgot": ("password/forgot.html", forms.ForgotForm),
-        "password.reset": ("password/reset.html", forms.ResetForm),
-        "password.reset_link": ("password/reset_link.html", forms.ResetLinkForm),
-    }
 
 
 def _retry_after_seconds() -> int:
@@ -69,16 +55,15 @@ def rate_limited_answer() -> tuple[str, dict]:
 def handle_rate_limited(exc: HTTPException):
     """A rate limit: re-render the form with what was typed and when to try again (429)."""
     message, headers = rate_limited_answer()
-    page = _form_pages().get(request.endpoint)
-    if page is None:
+    page = FORM_PAGES.get(request.endpoint)
+    if page is None or page.form is None:
         return render_error(429, headers=headers)
-    template, form_class = page
-    form = form_class()
+    form = page.form()
     for secret in ("password", "confirm", "code"):
         if hasattr(form, secret):
             getattr(form, secret).data = ""
     form.form_errors.append(message)
-    return render_template(template, form=form, same_browser=True,
+    return render_template(page.template, form=form, same_browser=True,
                            token=(request.view_args or {}).get("token")), 429, headers
 
 

@@ -13,25 +13,9 @@ from limits.storage import RedisClusterStorage, Storage
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
+from .endpoints import LIMITED_ENDPOINTS
 from .pending.redis_client import cluster_options
 
-# endpoint -> the config variable holding its limit. Only POSTs count (SPEC section 3).
-LIMITED_ENDPOINTS = {
-    "signup.signup": "RATELIMIT_SIGNUP",
-    "verify.verify": "RATELIMIT_VERIFY",
-    "verify.link": "RATELIMIT_VERIFY",
-    "resend.resend": "RATELIMIT_RESEND",
-    "account.login": "RATELIMIT_LOGIN",
-    # A forgotten-password request sends an email, as a resend does; a reset checks a code or
-    # link, as a verification does: each shares that allowance.
-    "password.forgot": "RATELIMIT_RESEND",
-    "password.reset": "RATELIMIT_VERIFY",
-    "password.reset_link": "RATELIMIT_VERIFY",
-    # The account page's forms check a password too: they draw on the sign-in allowance, so
-    # guesses spread over the three pages get no more tries than /login alone.
-    "account.change_password": "RATELIMIT_LOGIN",
-    "account.delete": "RATELIMIT_LOGIN",
-}
 # Flask-Limiter settings for limits on every request; none is set by this app (SPEC section 3).
 GLOBAL_LIMIT_SETTINGS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class PendingRegistrationManager:
         """Create or replace the pending registration for reg.email (TTL PENDING_TTL_SECONDS).
 
         `reg.address_id`, when set, must be one of the address's ids (the one its code digest
-        and link token were made for: see `accounts.signup`); when empty it is looked up.
+        and link token were made for: see `register`); when empty it is looked up.
         `take_email` also takes one email from the address's allowance in the same atomic
         step (one Redis round trip for a signup): returns 0, or the seconds to wait, and then
         nothing is stored: a signup that may not send its code must not kill the code already
@@ -110,6 +111,33 @@ class PendingRegistrationManager:
         allowance = (self.limits.cooldown, self.limits.per_hour) if take_email else None
         op_id = new_op_id()
         return self.fallback.run(lambda s: s.save(reg, self.limits.pending_ttl, allowance, op_id))
+
+    def register(self, email: str, password_hash: str, name: str, locale: str, code: str,
+                 token: str, browser_key: str = "") -> int:
+        """Store (or replace) the registration with a newly issued code and link token, taking
+        one email from the address's allowance in the same step: 0, or the seconds to wait
+        (and then nothing is stored; see `add_registration`).
+
+        The caller makes the secrets it emails (`code`; `token` with
+        `security.new_link_token(manager.address_id(email))`, whose id names the record); the
+        manager computes every digest of them, and of `browser_key` (the signing-up browser's).
+        """
+        address_id, code_digest, token_digest = self._new_code_digests(email, code, token)
+        now = self.clock()
+        reg = PendingRegistration(
+            email=email, password_hash=password_hash, name=name, locale=locale,
+            code_digest=code_digest, token_digest=token_digest,
+            browser_digest=self.digester.browser_digests(browser_key)[0] if browser_key else "",
+            code_issued_at=now, created_at=now, updated_at=now,
+            expires_at=now + self.limits.pending_ttl, address_id=address_id)
+        return self.add_registration(reg, take_email=True)
+
+    def is_signup_browser(self, reg: PendingRegistration, browser_key: str | None) -> bool:
+        """True when `browser_key` is the key of the browser that signed `reg` up."""
+        if not (browser_key and reg.browser_digest):
+            return False
+        return any(hmac.compare_digest(reg.browser_digest, digest)
+                   for digest in self.digester.browser_digests(browser_key))
 
     def get_registration(self, email: str) -> PendingRegistration | None:
         """The pending registration or None (it holds only digests of the code and token)."""

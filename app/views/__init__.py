@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import time
-
-from flask import current_app, render_template, session
+from flask import render_template
 from flask_babel import get_locale, gettext as _, ngettext
 
 from .. import accounts
-from ..pending import StoreUnavailable
 from ..security import mask_email
+from ..signup_state import SignupState
 
 BLUEPRINT_MODULES = ("main", "signup", "verify", "resend", "account", "password", "health")
 
@@ -35,17 +32,18 @@ def ask_for_email(form, template: str, send):
     outcome) when it ran within the email allowance, else (the response to give, None, None):
     the form with its errors, 503, or 429 with when to ask again.
     """
+    state = SignupState()
     if not form.is_submitted():
-        form.email.data = session.get("last_email")
+        form.email.data = state.last_email
     if not form.validate_on_submit():
         return render_form(template, 400 if form.is_submitted() else 200, form=form,
-                           resend_wait=seconds_until_resend(form.email.data)), None, None
+                           resend_wait=state.seconds_until_resend(form.email.data)), None, None
     email = form.email.normalised
     try:
         outcome = send(email, str(get_locale()))
-    except (StoreUnavailable, accounts.DatabaseUnavailable):
+    except accounts.Unavailable:
         return unavailable(template, form, resend_wait=0), None, None
-    remember_email_allowance(email, outcome.retry_after)
+    state.remember_email_allowance(email, outcome.retry_after)
     if outcome.retry_after:
         form.email.errors.append(ngettext(
             "You can ask for a new code in %(num)d second.",
@@ -54,37 +52,6 @@ def ask_for_email(form, template: str, send):
                            retry_after=outcome.retry_after,
                            resend_wait=outcome.retry_after), None, None
     return None, email, outcome
-
-
-def remember_signup(email: str, started: float, browser_key: str) -> None:
-    """Mark this browser as the one that signed up with `email`, and when it started."""
-    session["signup_email"] = email
-    session["signup_key"] = browser_key  # its digest is stored with the registration
-    session["last_email"] = email
-    # /verify/status reports "verified" only for an account created after this moment, so an
-    # address that already had an account looks exactly like one still waiting (SPEC 3).
-    session["signup_at"] = started
-
-
-def remember_email_allowance(email: str, retry_after: int = 0) -> None:
-    """Remember when this browser may next ask for an email to `email` (the resend countdown).
-
-    Every signup or resend takes one email from the address's allowance, whatever the branch,
-    so this tells the browser nothing it did not already know.
-    """
-    wait = retry_after or current_app.config["RESEND_COOLDOWN_SECONDS"]
-    session["next_email_at"] = {"email": email, "at": time.time() + wait}
-
-
-def seconds_until_resend(email: str | None) -> int:
-    """Seconds this browser should wait before asking for another email to `email` (0: now)."""
-    remembered = session.get("next_email_at")
-    if not email or not isinstance(remembered, dict) or remembered.get("email") != email:
-        return 0
-    try:
-        return max(0, math.ceil(float(remembered.get("at", 0)) - time.time()))
-    except (TypeError, ValueError):
-        return 0
 
 
 def masked(email: str | None) -> str | None:

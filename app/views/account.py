@@ -3,18 +3,19 @@
 import secrets
 import time
 
-from flask import Blueprint, flash, redirect, request, session, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 from flask_babel import get_locale, gettext as _, ngettext
 
 from .. import accounts
+from ..endpoints import template
 from ..errors import handle_rate_limited, rate_limited_answer
 from ..forms import ChangePasswordForm, DeleteAccountForm, LoginForm, LogoutForm
-from ..pending import StoreUnavailable
-from . import remember_email_allowance, remember_signup, render_form, unavailable
+from ..signup_state import SignupState
+from . import render_form, unavailable
 
 bp = Blueprint("account", __name__)
-LOGIN_TEMPLATE = "account/login.html"
-ACCOUNT_TEMPLATE = "account/account.html"
+LOGIN_TEMPLATE = template("account.login")
+ACCOUNT_TEMPLATE = template("account.change_password")
 # The account page's forms, by the endpoint each posts to, and the name the template gives it.
 ACCOUNT_FORMS = {"account.change_password": ("password_form", ChangePasswordForm),
                  "account.delete": ("delete_form", DeleteAccountForm)}
@@ -24,15 +25,16 @@ ACCOUNT_FORMS = {"account.change_password": ("password_form", ChangePasswordForm
 def login():
     """Sign in with a verified account; a signup not yet verified is sent on to /verify."""
     form = LoginForm()
+    state = SignupState()
     if not form.is_submitted():
-        form.email.data = session.get("last_email")  # just verified elsewhere, or signed out
+        form.email.data = state.last_email  # just verified elsewhere, or signed out
     if not form.validate_on_submit():
         return render_form(LOGIN_TEMPLATE, 400 if form.is_submitted() else 200, form=form)
     email = form.email.normalised
     started, browser_key = time.time(), secrets.token_urlsafe(16)
     try:
         outcome = accounts.attempt_sign_in(email, form.password.data, browser_key)
-    except (StoreUnavailable, accounts.DatabaseUnavailable):
+    except accounts.Unavailable:
         return unavailable(LOGIN_TEMPLATE, form)
     if outcome.status == "locked":
         form.form_errors.append(ngettext(
@@ -44,8 +46,8 @@ def login():
                            form=form)
     if outcome.status == "unverified":
         # This browser proved the signup password: it now counts as the one that signed up.
-        remember_signup(email, started, browser_key)
-        remember_email_allowance(email, outcome.retry_after)
+        state.remember_signup(email, started, browser_key)
+        state.remember_email_allowance(email, outcome.retry_after)
         if outcome.retry_after:
             flash(ngettext("This address is not verified yet. We emailed it a code recently: "
                            "enter that code, or ask for a new one in %(num)d second.",

@@ -1,18 +1,19 @@
 """Forgotten passwords: ask for help (`/password/forgot`), then set a new password with the
 emailed code (`/password/reset`) or link (`/password/reset/<token>`)."""
 
-from flask import Blueprint, current_app, flash, redirect, session, url_for
+from flask import Blueprint, current_app, flash, redirect, url_for
 from flask_babel import get_locale, gettext as _, ngettext
 
 from .. import accounts
+from ..endpoints import template
 from ..forms import ForgotForm, ResetForm, ResetLinkForm
-from ..pending import StoreUnavailable
+from ..signup_state import SignupState
 from . import ask_for_email, masked, render_form, unavailable
 
 bp = Blueprint("password", __name__, url_prefix="/password")
-FORGOT_TEMPLATE = "password/forgot.html"
-RESET_TEMPLATE = "password/reset.html"
-LINK_TEMPLATE = "password/reset_link.html"
+FORGOT_TEMPLATE = template("password.forgot")
+RESET_TEMPLATE = template("password.reset")
+LINK_TEMPLATE = template("password.reset_link")
 INVALID_LINK_TEMPLATE = "password/reset_link_invalid.html"
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 
@@ -24,7 +25,7 @@ def forgot():
                                             accounts.forgot_password)
     if refused:
         return refused
-    session["reset_email"] = email
+    SignupState().reset_email = email
     if not outcome.email_sent:
         flash(_("We could not send the email just now. Please try again in a moment."), "error")
     return redirect(url_for("password.reset"), 303)
@@ -32,7 +33,7 @@ def forgot():
 
 def _reset_context() -> dict:
     """What the code page says around its form: where the email went, for how long."""
-    return {"masked_email": masked(session.get("reset_email")),
+    return {"masked_email": masked(SignupState().reset_email),
             "code_minutes": current_app.config["CODE_TTL_SECONDS"] // 60}
 
 
@@ -72,7 +73,7 @@ def reset():
     """A new password with the emailed code."""
     form = ResetForm()
     if not form.is_submitted():
-        form.email.data = session.get("reset_email")
+        form.email.data = SignupState().reset_email
     context = _reset_context()
     if not form.validate_on_submit():
         return render_form(RESET_TEMPLATE, 400 if form.is_submitted() else 200, form=form,
@@ -80,7 +81,7 @@ def reset():
     try:
         result = accounts.reset_password(form.password.data, str(get_locale()),
                                          email=form.email.normalised, code=form.normalised_code)
-    except (StoreUnavailable, accounts.DatabaseUnavailable):
+    except accounts.Unavailable:
         return unavailable(RESET_TEMPLATE, form, **context)
     return _finish(result, form, RESET_TEMPLATE, **context)
 
@@ -91,7 +92,7 @@ def reset_link(token):
     form = ResetLinkForm()
     try:
         found = accounts.reset_for_link(token)
-    except StoreUnavailable:
+    except accounts.Unavailable:
         return unavailable(LINK_TEMPLATE, form, masked_email=None, token=token)
     if found is None:
         return render_form(INVALID_LINK_TEMPLATE, 404, NO_REFERRER)
@@ -102,7 +103,7 @@ def reset_link(token):
                            form=form, **context)
     try:
         result = accounts.reset_password(form.password.data, str(get_locale()), token=token)
-    except (StoreUnavailable, accounts.DatabaseUnavailable):
+    except accounts.Unavailable:
         return unavailable(LINK_TEMPLATE, form, **context)
     if result.status == "unknown":
         return render_form(INVALID_LINK_TEMPLATE, 404, NO_REFERRER)

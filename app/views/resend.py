@@ -1,14 +1,16 @@
 """Resend a new code and link."""
 
-from flask import Blueprint, flash, redirect, session, url_for
+from flask import Blueprint, flash, redirect, url_for
 from flask_babel import gettext as _
 
 from .. import accounts
+from ..endpoints import template
 from ..forms import ResendForm
+from ..signup_state import SignupState
 from . import ask_for_email
 
 bp = Blueprint("resend", __name__)
-TEMPLATE = "resend/resend.html"
+TEMPLATE = template("resend.resend")
 
 
 @bp.route("/resend", methods=["GET", "POST"])
@@ -17,7 +19,7 @@ def resend():
     refused, email, outcome = ask_for_email(ResendForm(), TEMPLATE, accounts.resend)
     if refused:
         return refused
-    session["last_email"] = email
+    SignupState().last_email = email
     if outcome.email_sent:
         flash(_("If a registration is waiting for this address, we've sent a new code."), "info")
     else:

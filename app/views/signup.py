@@ -3,17 +3,18 @@
 import secrets
 import time
 
-from flask import Blueprint, flash, redirect, request, session, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 from flask_babel import get_locale, gettext as _, ngettext
 
 from .. import accounts, typos
+from ..endpoints import template
 from ..forms import SignupForm, normalise_email
 from ..pages import blank_page
-from ..pending import StoreUnavailable
-from . import remember_email_allowance, remember_signup, render_form, unavailable
+from ..signup_state import SignupState
+from . import render_form, unavailable
 
 bp = Blueprint("signup", __name__)
-TEMPLATE = "signup/signup.html"
+TEMPLATE = template("signup.signup")
 
 
 def apply_suggestion(form: SignupForm) -> None:
@@ -57,21 +58,22 @@ def signup():
     try:
         outcome = accounts.signup(email, form.password.data, (form.name.data or "").strip(),
                                   str(get_locale()), browser_key)
-    except (StoreUnavailable, accounts.DatabaseUnavailable):
+    except accounts.Unavailable:
         return unavailable(TEMPLATE, form)
-    remember_email_allowance(email, outcome.retry_after)
+    state = SignupState()
+    state.remember_email_allowance(email, outcome.retry_after)
     if outcome.retry_after:
         # Nothing was stored (the registration already pending, its code and link stay), so
         # this browser did not sign up: marked as the signing-up browser, it would no longer
         # be asked for the password that registration needs (and one that signed up before
         # keeps its mark). The answer is the same for every address: the allowance is.
-        session["last_email"] = email
+        state.last_email = email
         flash(ngettext("We have emailed this address recently. You can ask for a new code in "
                        "%(num)d second.",
                        "We have emailed this address recently. You can ask for a new code in "
                        "%(num)d seconds.", outcome.retry_after), "warning")
         return redirect(url_for("verify.verify"), 303)
-    remember_signup(email, started, browser_key)
+    state.remember_signup(email, started, browser_key)
     if not outcome.email_sent:
         flash(_("We could not send the email just now. Your registration is saved: ask for a "
                 "new code in a moment."), "error")

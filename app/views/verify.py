@@ -1,21 +1,19 @@
 """Verification by code (`/verify`), by the emailed link (`/verify/<token>`), and the waiting
 page's status check (`/verify/status`, `/verify/done`)."""
 
-from datetime import timezone
-
-from flask import (Blueprint, current_app, flash, jsonify, redirect, render_template, session,
-                   url_for)
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, url_for
 from flask_babel import gettext as _, ngettext
 
 from .. import accounts
+from ..endpoints import template
 from ..forms import LinkForm, VerifyForm
 from ..pages import page_cache
-from ..pending import StoreUnavailable, get_manager
-from . import masked, render_form, seconds_until_resend, unavailable
+from ..signup_state import SignupState
+from . import masked, render_form, unavailable
 
 bp = Blueprint("verify", __name__)
-CODE_TEMPLATE = "verify/verify.html"
-LINK_TEMPLATE = "verify/link.html"
+CODE_TEMPLATE = template("verify.verify")
+LINK_TEMPLATE = template("verify.link")
 INVALID_LINK_TEMPLATE = "verify/link_invalid.html"
 DONE_TEMPLATE = "verify/done.html"
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
@@ -23,35 +21,19 @@ NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 
 def _code_page_context(email):
     """What the code page shows around its form: where the code went, resend, the watcher."""
-    cfg = current_app.config
-    same_browser = bool(email) and session.get("signup_email") == email
+    cfg, state = current_app.config, SignupState()
+    same_browser = state.signed_up(email)
     return {"masked_email": masked(email), "code_minutes": cfg["CODE_TTL_SECONDS"] // 60,
             "same_browser": same_browser, "resend_email": email or None,
-            "resend_wait": seconds_until_resend(email),
+            "resend_wait": state.seconds_until_resend(email),
             # Only the browser that signed up waits for a verification made elsewhere.
             "watch_status": same_browser}
 
 
 def signup_status() -> str:
-    """"none", "pending" or "verified" for this browser's own signup, never another address.
-
-    Only the address this session signed up with is looked up, and "verified" means an account
-    for it was created after this browser's signup. An address that already had an account
-    stays "pending" like one that is still waiting, so the answer tells nothing the signup
-    itself did not (SPEC 3: no enumeration). One users-table lookup in every case, so the time
-    taken does not tell the cases apart either.
-    """
-    email = session.get("signup_email")
-    started = session.get("signup_at")
-    if not email or not isinstance(started, (int, float)):
-        return "none"
-    user = accounts.find_user(email)
-    if user is None:
-        return "pending"
-    verified_at = user.verified_at
-    if verified_at.tzinfo is None:  # SQLite returns naive UTC datetimes
-        verified_at = verified_at.replace(tzinfo=timezone.utc)
-    return "verified" if verified_at.timestamp() >= started else "pending"
+    """"none", "pending" or "verified" for this browser's own signup (`accounts.signup_status`)."""
+    state = SignupState()
+    return accounts.signup_status(state.signup_email, state.signup_at)
 
 
 # Answers that refuse a code. They must read the same whether the address is new, pending,
@@ -98,11 +80,11 @@ def _finish(result, form, template, headers=None, **context):
     """Turn a CodeCheck into the response the person sees."""
     headers = dict(headers or {})
     if result.status == "verified":
-        user = result.result
-        if getattr(user, "already_verified", False):
+        promotion = result.result
+        if promotion.already_verified:
             form.form_errors.append(_("This address is already verified. Please sign in."))
             return render_form(template, 409, headers, form=form, **context)
-        accounts.sign_in(user)
+        accounts.sign_in(promotion.user)
         flash(_("Your address is verified. Welcome!"), "success")
         return redirect(url_for("account.account"), 303)
     status, message, field = 400, None, getattr(form, "code", None)
@@ -159,13 +141,12 @@ def _refused_code_page(form, message: str, context: dict) -> str:
 @bp.route("/verify", methods=["GET", "POST"])
 def verify():
     """Code entry: the signing-up browser needs only the code, any other also the password."""
-    form = VerifyForm()
+    form, state = VerifyForm(), SignupState()
     if not form.is_submitted():
-        form.email.data = session.get("last_email")
+        form.email.data = state.last_email
     email = getattr(form.email, "normalised", None) or form.email.data
     if not form.validate_on_submit():
-        context = _code_page_context(session.get("last_email") if not form.is_submitted()
-                                     else email)
+        context = _code_page_context(state.last_email if not form.is_submitted() else email)
         return render_form(CODE_TEMPLATE, 400 if form.is_submitted() else 200, form=form,
                            **context)
     email = form.email.normalised
@@ -177,10 +158,10 @@ def verify():
         return render_form(CODE_TEMPLATE, 400, form=form, **context)
     try:
         result = accounts.verify_code(email, form.normalised_code,
-                                      signup_email=session.get("signup_email"),
-                                      browser_key=session.get("signup_key"),
+                                      signup_email=state.signup_email,
+                                      browser_key=state.signup_key,
                                       password=form.password.data or None)
-    except (StoreUnavailable, accounts.DatabaseUnavailable):
+    except accounts.Unavailable:
         return unavailable(CODE_TEMPLATE, form, **context)
     return _finish(result, form, CODE_TEMPLATE, **context)
 
@@ -205,24 +186,21 @@ def done():
     if state != "verified":
         return redirect(url_for("verify.verify"))
     # Not signed in here: this browser proved nothing (the code or link was used elsewhere).
-    return render_template(DONE_TEMPLATE, masked_email=masked(session.get("signup_email")))
+    return render_template(DONE_TEMPLATE, masked_email=masked(SignupState().signup_email))
 
 
 @bp.route("/verify/<token>", methods=["GET", "POST"])
 def link(token):
     """The emailed link: GET shows a confirm button and changes nothing; POST verifies."""
-    form = LinkForm()
+    form, state = LinkForm(), SignupState()
     try:
-        reg = get_manager().get_registration_by_token(token) if len(token) <= 128 else None
-    except StoreUnavailable:
+        found = accounts.registration_for_link(token, state.signup_email, state.signup_key)
+    except accounts.Unavailable:
         return unavailable(LINK_TEMPLATE, form, masked_email=None, same_browser=True)
-    if reg is None:
-        if get_manager().uncertain:
-            return unavailable(LINK_TEMPLATE, form, masked_email=None, same_browser=True)
+    if found is None:
         return render_form(INVALID_LINK_TEMPLATE, 404, NO_REFERRER)
-    same_browser = accounts.same_browser(reg, session.get("signup_email"),
-                                         session.get("signup_key"))
-    context = {"masked_email": masked(reg.email), "same_browser": same_browser, "token": token}
+    same_browser = found.same_browser
+    context = {"masked_email": masked(found.email), "same_browser": same_browser, "token": token}
     if not form.validate_on_submit():
         status = 400 if form.is_submitted() else 200
         return render_form(LINK_TEMPLATE, status, NO_REFERRER, form=form, **context)
@@ -231,10 +209,10 @@ def link(token):
                                   "the one that signed up.")]
         return render_form(LINK_TEMPLATE, 400, NO_REFERRER, form=form, **context)
     try:
-        result = accounts.verify_link(token, signup_email=session.get("signup_email"),
-                                      browser_key=session.get("signup_key"),
+        result = accounts.verify_link(token, signup_email=state.signup_email,
+                                      browser_key=state.signup_key,
                                       password=form.password.data or None)
-    except (StoreUnavailable, accounts.DatabaseUnavailable):
+    except accounts.Unavailable:
         return unavailable(LINK_TEMPLATE, form, **context)
     if result.status == "unknown":
         return render_form(INVALID_LINK_TEMPLATE, 404, NO_REFERRER)
