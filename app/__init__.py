@@ -7,7 +7,7 @@ import logging
 
 from flask import Flask
 
-from . import files, i18n, pages
+from . import files, i18n
 from . import mail as mail_module
 from . import models, pending
 from .config import INSTANCE_PATH, PROJECT_ROOT, load_config
@@ -51,15 +51,10 @@ def configure_logging(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     """Bind the unbound extensions and wire in the subsystems."""
     app.config.setdefault("MAIL_SUPPRESS_SEND", False)
-    from .sessions import init_app as init_sessions
-
-    init_sessions(app)
     db.init_app(app)
     csrf.init_app(app)
     mail.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
-    i18n.install(app)
-    pages.init_app(app)
     from flask_babel import get_locale
 
     app.jinja_env.globals["get_locale"] = get_locale

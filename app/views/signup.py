@@ -8,7 +8,6 @@ from flask_babel import get_locale, gettext as _, ngettext
 
 from .. import accounts, typos
 from ..forms import SignupForm, normalise_email
-from ..pages import blank_page
 from ..pending import StoreUnavailable
 from . import remember_email_allowance, remember_signup, render_form, unavailable
 
@@ -38,7 +37,7 @@ def apply_suggestion(form: SignupForm) -> None:
 def signup():
     """Show the form; on a valid POST store the pending registration and email the code."""
     if request.method == "GET":
-        return blank_page(TEMPLATE, SignupForm)
+        return render_form(TEMPLATE, form=SignupForm())
     form = SignupForm()
     if form.is_submitted():
         apply_suggestion(form)
