@@ -171,6 +171,7 @@ SETTINGS = {
     "MAX_CONTENT_LENGTH": ("65536", lambda n, r: _int(n, r, minimum=1024)),
     "RESET_TTL_SECONDS": ("3600", lambda n, r: _int(n, r, minimum=1)),
     "LOGIN_MAX_FAILURES": ("10", lambda n, r: _int(n, r, minimum=1)),
+    "FAST_PATHS": ("on", _bool),
 }
 
 

@@ -6,7 +6,7 @@ import time
 from flask import Blueprint, flash, redirect, request, session, url_for
 from flask_babel import get_locale, gettext as _, ngettext
 
-from .. import accounts, typos
+from .. import accounts, fastpaths, typos
 from ..forms import SignupForm, normalise_email
 from ..pending import StoreUnavailable
 from . import remember_email_allowance, remember_signup, render_form, unavailable
@@ -37,7 +37,7 @@ def apply_suggestion(form: SignupForm) -> None:
 def signup():
     """Show the form; on a valid POST store the pending registration and email the code."""
     if request.method == "GET":
-        return render_form(TEMPLATE, form=SignupForm())
+        return fastpaths.blank_page(TEMPLATE, SignupForm)
     form = SignupForm()
     if form.is_submitted():
         apply_suggestion(form)

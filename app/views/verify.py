@@ -7,7 +7,7 @@ from flask import (Blueprint, current_app, flash, jsonify, redirect, render_temp
                    url_for)
 from flask_babel import gettext as _, ngettext
 
-from .. import accounts
+from .. import accounts, fastpaths
 from ..forms import LinkForm, VerifyForm
 from ..pending import StoreUnavailable, get_manager
 from . import masked, render_form, seconds_until_resend, unavailable
@@ -124,11 +124,36 @@ def _finish(result, form, template, headers=None, **context):
         message = _("This registration is being verified right now. Wait a moment and sign in.")
     elif result.status == "unavailable":
         return unavailable(template, form, **context)
+    if (template == CODE_TEMPLATE and result.status in REFUSED and not context["resend_wait"]
+            and fastpaths.enabled()):
+        return _refused_code_page(form, message, context), status, headers
     if field is None:
         form.form_errors.append(message)
     else:
         field.errors = list(field.errors) + [message]
     return render_form(template, status, headers, form=form, offer_resend=True, **context)
+
+
+def _refused_code_page(form, message: str, context: dict) -> str:
+    """The code page refusing a code, from the fast paths' cache: the path a guesser hammers.
+
+    It is the page `render_form` would give (tests/test_fastpaths.py compares the two), with
+    the typed address, the message and the masked address as slots; everything else it shows
+    is in the variant.
+    """
+    slots = {"typed": form.email.data or "", "address": context["resend_email"] or "",
+             "message": message, "masked": context["masked_email"] or ""}
+    variant = ("refused", context["same_browser"], context["watch_status"],
+               bool(context["resend_email"]), bool(context["masked_email"]))
+
+    def make_context(texts):
+        shown = VerifyForm(formdata=None, data={"email": texts["typed"]})
+        shown.code.errors = [texts["message"]]
+        return {**context, "form": shown, "offer_resend": True,
+                "resend_email": texts["address"] if context["resend_email"] else None,
+                "masked_email": texts["masked"] if context["masked_email"] else None}
+
+    return fastpaths.page(CODE_TEMPLATE, variant, slots, make_context)
 
 
 @bp.route("/verify", methods=["GET", "POST"])
