@@ -12,6 +12,7 @@ import re
 
 import pytest
 from flask_wtf.csrf import validate_csrf
+from itsdangerous import BadSignature
 
 from tests.conftest import PASSWORD
 from tests.helpers import csrf_token
@@ -129,3 +130,30 @@ def test_fast_paths_off_renders_every_page(make_app):
     for _ in range(2):
         assert app.test_client().get("/signup").status_code == 200
     assert app.extensions["fastpaths"].pages == {}
+
+
+def test_the_session_cookie_is_flasks_own(make_app, monkeypatch):
+    """The kept serializer writes the cookie Flask's own interface writes, and each reads the
+    other's (key rotation included), so turning FAST_PATHS on or off keeps every browser in."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    from app.fastpaths.sessions import CachedSessionInterface
+
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: 1_800_000_000)
+    app = make_app(FAST_PATHS=True, SECRET_KEY="n" * 64, SECRET_KEY_FALLBACKS=["k" * 64])
+    assert isinstance(app.session_interface, CachedSessionInterface)
+    plain, fast = SecureCookieSessionInterface(), app.session_interface
+    content = {"csrf_token": "a" * 40, "lang": "tr", "signup_at": 1.5}
+    with app.app_context():
+        for _ in range(2):  # the second time from the kept serializer
+            assert (fast.get_signing_serializer(app).dumps(content)
+                    == plain.get_signing_serializer(app).dumps(content))
+        old = make_app(FAST_PATHS=False, SECRET_KEY="k" * 64)
+        with old.app_context():
+            retired = plain.get_signing_serializer(old).dumps(content)
+        assert fast.get_signing_serializer(app).loads(retired) == content
+    app.config["SECRET_KEY_FALLBACKS"] = []  # keys changed: the serializer is asked again
+    with app.app_context():
+        with pytest.raises(BadSignature):
+            fast.get_signing_serializer(app).loads(retired)
+    assert not isinstance(make_app(FAST_PATHS=False).session_interface, CachedSessionInterface)

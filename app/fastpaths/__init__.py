@@ -11,9 +11,10 @@ header) is rendered normally instead.
 
 Public APIs only: the token is Flask-WTF's `generate_csrf()` (so its session key and format
 are Flask-WTF's), and the placeholder reaches the page through the template context, where it
-shadows the `csrf_token()` global for that one render. With FAST_PATHS off, every page is
-rendered; `tests/test_fastpaths.py` holds the two paths byte for byte together (pages and
-session cookies), for every language.
+shadows the `csrf_token()` global for that one render. The session cookie is Flask's, its
+serializer kept between requests (sessions.py). With FAST_PATHS off, every page is rendered and
+Flask's own session interface is used; `tests/test_fastpaths.py` holds the two paths byte for
+byte together (pages and session cookies), for every language.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def page(template: str, variant: tuple, slots: dict, make_context) -> str:
 
 
 def init_app(app) -> None:
-    """Give the app its page cache (used only while FAST_PATHS is on)."""
+    """Give the app its page cache (used only while FAST_PATHS is on) and, while FAST_PATHS is
+    on, the session interface that keeps its serializer (sessions.py)."""
     app.config.setdefault("FAST_PATHS", True)
     app.extensions["fastpaths"] = PageCache()
+    if app.config["FAST_PATHS"]:
+        from .sessions import CachedSessionInterface
+
+        app.session_interface = CachedSessionInterface()
