@@ -27,10 +27,12 @@ def create_app(config: dict | None = None, *, environ=None) -> Flask:
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
-    register_limits(app)
     register_errorhandlers(app)
     register_commands(app)
     register_hooks(app)
+    # After the hooks: the limiter's own hook then runs last before the view, as a limit on the
+    # view would (a submission that is not text is refused before it counts).
+    register_limits(app)
     return app
 
 
@@ -78,7 +80,7 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_limits(app: Flask) -> None:
-    """Per-client-IP rate limits on the form POSTs."""
+    """Per-client-IP rate limits on the form POSTs (Flask-Limiter's hook, after the others)."""
     from .limits import init_app
 
     init_app(app)
