@@ -51,10 +51,11 @@ clean:
 	rm -rf $(VENV) .pytest_cache node_modules $(MO_FILES)
 
 # The load generator is Debian's wrk (a separate process, not a Python loop in the server).
+# Some figures only: make bench BENCH_ONLY="get_signup wrong_code".
 bench: $(VENV)/.dev translations
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || \
 		{ echo "make bench needs wrk: apt-get install wrk"; exit 1; }
-	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/bench.py $(foreach figure,$(BENCH_ONLY),--only $(figure))
 
 faults: $(VENV)/.dev
 	FAULTS_REPORT=docs/reliability.md $(BIN)/python -m pytest tests/faults -v

@@ -7,7 +7,7 @@ import logging
 
 from flask import Flask
 
-from . import files, i18n, pages
+from . import fastpaths, files, i18n
 from . import mail as mail_module
 from . import models, pending
 from .config import INSTANCE_PATH, PROJECT_ROOT, load_config
@@ -28,10 +28,12 @@ def create_app(config: dict | None = None, *, environ=None) -> Flask:
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
-    register_limits(app)
     register_errorhandlers(app)
     register_commands(app)
     register_hooks(app)
+    # After the hooks: the limiter's own hook then runs last before the view, as a limit on the
+    # view would (a submission that is not text is refused before it counts).
+    register_limits(app)
     return app
 
 
@@ -51,15 +53,11 @@ def configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     """Bind the unbound extensions and wire in the subsystems."""
-    from .sessions import init_app as init_sessions
-
-    init_sessions(app)
     db.init_app(app)
     csrf.init_app(app)
     mail.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
-    i18n.install(app)
-    pages.init_app(app)
+    fastpaths.init_app(app)
     from flask_babel import get_locale
 
     app.jinja_env.globals["get_locale"] = get_locale
@@ -82,7 +80,7 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_limits(app: Flask) -> None:
-    """Per-client-IP rate limits on the form POSTs."""
+    """Per-client-IP rate limits on the form POSTs (Flask-Limiter's hook, after the others)."""
     from .limits import init_app
 
     init_app(app)

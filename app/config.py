@@ -234,15 +234,15 @@ SETTINGS = {setting.name: setting for setting in (
             "failed sign-ins per account per LOGIN_FAILURE_WINDOW_SECONDS"),
     Setting("LOGIN_FAILURE_WINDOW_SECONDS", "900", _at_least(1),
             "the window LOGIN_MAX_FAILURES counts in"),
+    Setting("FAST_PATHS", "on", _bool,
+            "serve blank form pages from a per-language cache (app/fastpaths); off: render all"),
 )}
 
 # Keys the code reads that are neither an environment variable above nor set by
 # flask_settings: Flask's and its extensions' own, with why the app touches them.
 EXTENSION_KEYS = {
     "SESSION_COOKIE_NAME": "Flask's; tells whether a request brought a session",
-    "TEMPLATES_AUTO_RELOAD": "Flask's; the page cache stays off while templates reload",
-    "WTF_CSRF_FIELD_NAME": "Flask-WTF's; the page cache writes the token into this field",
-    "WTF_CSRF_SECRET_KEY": "Flask-WTF's; the page cache signs tokens with it",
+    "TEMPLATES_AUTO_RELOAD": "Flask's; the fast paths stay off while templates reload",
     "RATELIMIT_STORAGE_URI": "Flask-Limiter's; limits.init_app sets it from REDIS_*",
     "RATELIMIT_STORAGE_OPTIONS": "Flask-Limiter's; limits.init_app sets it from REDIS_*",
     "RATELIMIT_HEADERS_ENABLED": "Flask-Limiter's; limits.init_app turns it off",

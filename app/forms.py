@@ -13,32 +13,12 @@ from werkzeug.exceptions import BadRequest
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import (DataRequired, EqualTo, Length, Optional, StopValidation,
                                 ValidationError)
-from wtforms.widgets import Input, PasswordInput
 
-from .pages import page_cache
 from .security import has_control_characters, has_forbidden_characters, normalise_code
 
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
 MAX_PASSWORD_LENGTH = 128
-
-
-class Form(FlaskForm):
-    """Flask-WTF's form, making its CSRF token with the serializer the page cache keeps.
-
-    The token is the same (Flask-WTF's format, checked by Flask-WTF's `validate_csrf`); only
-    the signing serializer is not built again for every form.
-    """
-
-    class Meta(FlaskForm.Meta):
-        """Flask-WTF's settings, with the token maker below."""
-
-        class csrf_class(FlaskForm.Meta.csrf_class):  # noqa: N801 (WTForms' attribute name)
-            """Flask-WTF's CSRF field logic; the token comes from `PageCache.csrf_token()`."""
-
-            def generate_csrf_token(self, csrf_token_field):
-                """This request's token (one per request, as Flask-WTF's own)."""
-                return page_cache().csrf_token()
 
 
 # A lone surrogate: JSON can carry one ("\\ud800"), but it is no character and cannot be
@@ -126,24 +106,6 @@ class EmailField(StringField):
             raise ValidationError(str(exc)) from None
 
 
-class KeptPasswordInput(PasswordInput):
-    """A password input that shows its value again only when the view sets `field.keep_value`.
-
-    Used on one page alone: the typo question after an otherwise valid signup, so the person
-    does not have to type both passwords again to answer it. Every other page (errors included)
-    renders password inputs empty, as usual.
-    """
-
-    def __init__(self):
-        super().__init__(hide_value=True)
-
-    def __call__(self, field, **kwargs):
-        if getattr(field, "keep_value", False) and field.data:
-            kwargs["value"] = field.data
-            return Input.__call__(self, field, **kwargs)  # PasswordInput would blank it
-        return super().__call__(field, **kwargs)
-
-
 def password_problem_message(problem: str, min_length: int) -> str:
     """The person's-language text for one of `Passwords.problems()`' reasons."""
     if problem.startswith("Use at least"):
@@ -185,14 +147,14 @@ def new_password_fields():
             PasswordField(_l("Repeat the new password"), validators=confirm_validators()))
 
 
-class SignupForm(Form):
+class SignupForm(FlaskForm):
     """email, password, confirm, optional name; `typed_email` confirms an address kept as typed."""
 
     email = EmailField(_l("Email address"))
-    password = PasswordField(_l("Password"), widget=KeptPasswordInput(),
-                             validators=new_password_validators())
-    confirm = PasswordField(_l("Repeat the password"), widget=KeptPasswordInput(),
-                            validators=confirm_validators())
+    # The view sets `keep_value` on both for the typo question: the template then writes
+    # the typed passwords back into the page (templates/_macros.html, `field`).
+    password = PasswordField(_l("Password"), validators=new_password_validators())
+    confirm = PasswordField(_l("Repeat the password"), validators=confirm_validators())
     name = StringField(_l("Name (optional)"), validators=[
         Optional(), Length(max=MAX_NAME_LENGTH, message=_l("Use at most 100 characters."))])
     # Set on the typo question: the address the person was asked about. Submitting it again
@@ -209,7 +171,7 @@ class SignupForm(Form):
         check_new_password(field.data, getattr(self.email, "normalised", ""))
 
 
-class VerifyForm(Form):
+class VerifyForm(FlaskForm):
     """email, code, and password when this browser is not the one that signed up."""
 
     email = EmailField(_l("Email address"))
@@ -226,7 +188,7 @@ class VerifyForm(Form):
         self.normalised_code = code
 
 
-class LinkForm(Form):
+class LinkForm(FlaskForm):
     """The confirm button of the emailed link, with the password for another browser."""
 
     password = PasswordField(_l("Password chosen at signup"), validators=[
@@ -234,13 +196,13 @@ class LinkForm(Form):
         Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
-class ResendForm(Form):
+class ResendForm(FlaskForm):
     """email."""
 
     email = EmailField(_l("Email address"))
 
 
-class LoginForm(Form):
+class LoginForm(FlaskForm):
     """email, password."""
 
     email = EmailField(_l("Email address"))
@@ -249,13 +211,13 @@ class LoginForm(Form):
         Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
-class ForgotForm(Form):
+class ForgotForm(FlaskForm):
     """email: where to send help with a forgotten password."""
 
     email = EmailField(_l("Email address"))
 
 
-class ResetForm(Form):
+class ResetForm(FlaskForm):
     """email, code, password, confirm: a new password with the emailed reset code."""
 
     email = EmailField(_l("Email address"))
@@ -268,7 +230,7 @@ class ResetForm(Form):
         check_new_password(field.data, getattr(self.email, "normalised", ""))
 
 
-class ResetLinkForm(Form):
+class ResetLinkForm(FlaskForm):
     """password, confirm: a new password on the emailed reset link's page.
 
     The view sets `account_email` (from the reset) for the "not your email address" rule.
@@ -289,7 +251,7 @@ def current_password_field(label, element_id: str):
         Length(max=MAX_PASSWORD_LENGTH, message=_l("Use at most 128 characters."))])
 
 
-class ChangePasswordForm(Form):
+class ChangePasswordForm(FlaskForm):
     """current_password, password, confirm (on /account, beside the delete form)."""
 
     current_password = current_password_field(_l("Current password"), "current_password")
@@ -307,17 +269,17 @@ class ChangePasswordForm(Form):
         check_new_password(field.data, self.owner_email)
 
 
-class DeleteAccountForm(Form):
+class DeleteAccountForm(FlaskForm):
     """password, to confirm that the signed-in person means it."""
 
     password = current_password_field(_l("Your password"), "delete_password")
 
 
-class LogoutForm(Form):
+class LogoutForm(FlaskForm):
     """Only the CSRF token: signing out is a POST."""
 
 
-class LanguageForm(Form):
+class LanguageForm(FlaskForm):
     """The language switcher: the chosen language and the page to go back to."""
 
     lang = StringField()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 from urllib.parse import unquote, urlsplit
 
@@ -114,45 +113,36 @@ def new_limiter() -> Limiter:
 
 
 def init_app(app) -> None:
-    """Bind the limiter to the app's Redis and put each endpoint's limit on its POSTs."""
+    """Bind the limiter to the app's Redis and put each endpoint's limit on its POSTs.
+
+    Only Flask-Limiter's public API: a shared limit per (blueprint, variable) decorating the
+    blueprint, exempt on the blueprint's other endpoints, checked by the limiter's own
+    per-request hook. Views stay as their blueprints registered them.
+    """
     config = app.config
     config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(config))
     config.setdefault("RATELIMIT_STORAGE_OPTIONS", storage_options(config))
     config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
-    # One limiter per app rather than a shared unbound one: limits are attached to views by
-    # name inside the limiter, and a shared instance would collect them once per app built.
+    # One limiter per app rather than a shared unbound one: limits are attached inside the
+    # limiter, and a shared instance would collect them once per app built.
     limiter = new_limiter()
     limiter.init_app(app)
-    # The decorators hold the limiter weakly: the app keeps it alive.
     app.extensions["rate_limiter"] = limiter
     if not any(config.get(name) for name in GLOBAL_LIMIT_SETTINGS):
-        # Every limit here is a route's own, checked by the route's wrapper below (storage
-        # fallback and recovery included). The limiter's per-request hook would find nothing
-        # to check on any request, yet cost each page as much as its security headers and
-        # session together: it is taken out.
-        hooks = app.before_request_funcs.get(None, [])
-        if limiter._check_request_limit in hooks:
-            hooks.remove(limiter._check_request_limit)
+        # Every limit here counts POSTs alone: the hook need not look further into any other
+        # request (with a global limit set, every request is counted, so no filter then).
+        limiter.request_filter(lambda: request.method != "POST")
+    groups: dict[tuple[str, str], set[str]] = {}
     for endpoint, variable in LIMITED_ENDPOINTS.items():
-        # One shared counter per variable: a code POST and a link POST draw on the same
-        # verify allowance. The decorator's wrapper performs the check, so it replaces the view.
-        view = app.view_functions[endpoint]
-        decorate = limiter.shared_limit(_limit_for(variable), scope=variable.lower(),
-                                        methods=["POST"])
-        app.view_functions[endpoint] = _posts_only(decorate(view), view)
+        groups.setdefault((endpoint.split(".")[0], variable), set()).add(endpoint)
+    for (blueprint, variable), endpoints in groups.items():
+        # One shared counter per variable (its scope): a code POST and a link POST draw on
+        # the same verify allowance, whichever blueprint they are in.
+        limit = limiter.shared_limit(_limit_for(variable), scope=variable.lower(),
+                                     methods=["POST"], exempt_when=_other_than(endpoints))
+        limit(app.blueprints[blueprint])
 
 
-def _posts_only(limited, plain):
-    """The limited view for POSTs, the plain one otherwise.
-
-    Only POSTs count, and the limiter's wrapper still spent a fifth of a GET's time deciding
-    that a GET does not: the method is checked here first.
-    """
-
-    @functools.wraps(plain)
-    def view(*args, **kwargs):
-        if request.method == "POST":
-            return limited(*args, **kwargs)
-        return plain(*args, **kwargs)
-
-    return view
+def _other_than(endpoints: set[str]):
+    """True while the request is for none of `endpoints` (the rest of their blueprint)."""
+    return lambda: request.endpoint not in endpoints

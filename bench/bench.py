@@ -3,9 +3,12 @@
 Figures (SPEC section 11, issue 7), each run against servers this script starts itself (a
 redis-server on a free port, an in-process SMTP server, gunicorn on free ports):
 
-- get_signup: GET /signup requests/s (wrk, 2 gunicorn workers) vs a bare Flask app rendering a
-  template of the same size under the same gunicorn settings.
-- wrong_code: wrong-code POST /verify requests/s vs a bare Flask app doing one Redis round trip.
+- get_signup: GET /signup requests/s (wrk, 2 gunicorn workers) vs its floor: a bare Flask app
+  under the same gunicorn settings rendering a template of the same size with a new session and
+  a Flask-WTF CSRF token (the bare page without a session is kept for reference).
+- wrong_code: wrong-code POST /verify requests/s vs its floor: a bare Flask-WTF POST with the
+  session read and written and one Redis round trip (the bare page doing only the Redis round
+  trip is kept for reference).
 - round_trips: Redis round trips per step (signup, wrong code, resend, right code, link page,
   /health), counted at the client and cross-checked with INFO commandstats.
 - store_throughput: manager operations/s vs raw HSET/HGETALL on the same connection.
@@ -131,7 +134,8 @@ def make_test_app(redis_url: str, smtp_port: int, **overrides):
 
 # -- figures ----------------------------------------------------------------------------------
 def get_signup(ctx) -> dict:
-    """GET /signup requests/s vs a bare Flask app rendering a template of the same size."""
+    """GET /signup requests/s vs its floor: a bare Flask page of the same size with a new
+    session and a Flask-WTF CSRF token (and, for reference, vs the bare page alone)."""
     app = Gunicorn("wsgi:app", {"REDIS_URL": ctx.redis.url, "MAIL_SERVER": ""})
     size = len(requests.get(app.base + "/signup").content)
     base = Gunicorn("app:app", {"REDIS_URL": ctx.redis.url, "BASELINE_PAGE_BYTES": str(size)},
@@ -144,13 +148,14 @@ def get_signup(ctx) -> dict:
     finally:
         app.stop()
         base.stop()
-    value, baseline, floor = rates["app"], rates["baseline"], rates["floor"]
-    row = ratio_row(value, baseline, 0.8, "requests/s")
+    value, bare, floor = rates["app"], rates["baseline"], rates["floor"]
+    # The target's baseline is the floor: any Flask-WTF form page on a first visit pays for a
+    # new session and a signed token (SPEC section 1 keeps the session-bound token).
+    row = ratio_row(value, floor, 0.9, "requests/s")
+    row["baseline_is"] = "bare page + new session + Flask-WTF token (/form)"
     row["page_bytes"] = {"signup": size, "baseline": baseline_size}
-    # Not the target's baseline: the bare page plus a new session and a Flask-WTF CSRF token.
-    row["session_and_csrf_floor"] = {"value": round(floor, 2),
-                                     "floor_vs_baseline": round(floor / baseline, 3),
-                                     "signup_vs_floor": round(value / floor, 3)}
+    row["reference_bare_page"] = {"value": round(bare, 2), "ratio": round(value / bare, 3),
+                                  "floor_vs_bare_page": round(floor / bare, 3)}
     return row
 
 
@@ -190,10 +195,11 @@ def _wrong_code_target(ctx, app) -> dict:
 
 
 def wrong_code(ctx) -> dict:
-    """Wrong-code POST /verify requests/s vs a bare Flask app doing one Redis round trip.
+    """Wrong-code POST /verify requests/s vs its floor: a bare Flask-WTF POST with the session
+    read and written and one Redis round trip (and, for reference, vs the Redis round trip alone).
 
-    The figure runs without the rate limiter (as the baseline has none); the same path with
-    the limiter on (a limit too high to be reached, its counter in the same Redis) is reported
+    The figure runs without the rate limiter (as the floor has none); the same path with the
+    limiter on (a limit too high to be reached, its counter in the same Redis) is reported
     beside it.
     """
     env = {"REDIS_URL": ctx.redis.url, "MAIL_SERVER": "127.0.0.1",
@@ -215,14 +221,13 @@ def wrong_code(ctx) -> dict:
     finally:
         for server in servers:
             server.stop()
-    row = ratio_row(rates["app"], rates["baseline"], 0.7, "requests/s")
+    value, bare, floor = rates["app"], rates["baseline"], rates["floor"]
+    row = ratio_row(value, floor, 0.75, "requests/s")
+    row["baseline_is"] = "one Redis GET + session + Flask-WTF check (/form-redis)"
     row["with_rate_limiter"] = {"value": round(rates["limited"], 2),
-                                "ratio": round(rates["limited"] / rates["baseline"], 3)}
-    # Not the target's baseline: one Redis round trip plus a session and a CSRF check.
-    row["session_and_csrf_floor"] = {
-        "value": round(rates["floor"], 2),
-        "floor_vs_baseline": round(rates["floor"] / rates["baseline"], 3),
-        "app_vs_floor": round(rates["app"] / rates["floor"], 3)}
+                                "ratio": round(rates["limited"] / floor, 3)}
+    row["reference_bare_page"] = {"value": round(bare, 2), "ratio": round(value / bare, 3),
+                                  "floor_vs_bare_page": round(floor / bare, 3)}
     return row
 
 
@@ -799,8 +804,18 @@ def summary(name: str, row: dict) -> str:
     """One line of the printed table."""
     met = "met" if row.get("met") else "NOT met"
     if "ratio" in row and "value" in row:
-        return (f"{name:20s} {row['value']:>10} vs {row['baseline']:>10} {row['unit']:12s} "
+        line = (f"{name:20s} {row['value']:>10} vs {row['baseline']:>10} {row['unit']:12s} "
                 f"ratio {row['ratio']:<6} target {row['target']:8s} {met}")
+        if "reference_bare_page" in row:  # the HTTP figures: their floor, and the bare page
+            reference = row["reference_bare_page"]
+            line += (f"\n{'':20s} (floor: {row['baseline_is']}; vs the bare page without a "
+                     f"session {reference['value']}: {reference['ratio']}, the floor itself "
+                     f"{reference['floor_vs_bare_page']})")
+        if "with_rate_limiter" in row:
+            limited = row["with_rate_limiter"]
+            line += (f"\n{'':20s} (rate limiter on: {limited['value']}, {limited['ratio']} of "
+                     "the floor)")
+        return line
     if name == "round_trips":
         parts = ", ".join(f"{k} {v['round_trips']}" for k, v in row["steps"].items())
         return f"{name:20s} {parts}  {met}"

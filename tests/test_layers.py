@@ -23,7 +23,7 @@ LAYERS = [
     ("services", ["app.accounts", "app.health_report", "app.signup_state"]),
     ("stores", ["app.pending", "app.models", "app.mail", "app.backup"]),
     ("base", ["app.security", "app.config", "app.extensions", "app.metrics", "app.files",
-              "app.redaction", "app.headers", "app.i18n", "app.pages", "app.sessions",
+              "app.redaction", "app.headers", "app.i18n",
               "app.fastpaths", "app.typos", "app.version"]),
 ]
 # What the views may not import at all, whatever its layer: the logic's own parts.

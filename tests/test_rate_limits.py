@@ -202,8 +202,6 @@ def test_signup_beyond_allowance_changes_nothing_and_sends_nothing(build, smtp):
 
 def test_gets_skip_the_limiter_and_posts_are_still_limited(make_app):
     app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_SIGNUP="2/minute")
-    limiter = app.extensions["rate_limiter"]
-    assert limiter._check_request_limit not in app.before_request_funcs[None]
     client = app.test_client()
     for _ in range(5):
         assert client.get("/signup").status_code == 200
@@ -213,7 +211,22 @@ def test_gets_skip_the_limiter_and_posts_are_still_limited(make_app):
     assert statuses == [400, 400, 429]
 
 
-def test_a_global_limit_keeps_the_limiters_hook(make_app):
+def test_a_submission_that_is_not_text_is_refused_before_the_limit_counts_it(make_app):
+    """The limiter's hook runs after the app's own: a file part never reaches the limit."""
+    from io import BytesIO
+
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_SIGNUP="2/minute")
+    client = app.test_client()
+    token = csrf_token(client.get("/signup").text)
+    for _ in range(3):
+        response = client.post("/signup", data={"csrf_token": token,
+                                                "email": (BytesIO(b"x"), "x.txt")})
+        assert response.status_code == 400
+    form = {"csrf_token": token, "email": "not an address", "password": "x", "confirm": "x"}
+    assert [client.post("/signup", data=form).status_code for _ in range(3)] == [400, 400, 429]
+
+
+def test_a_global_limit_counts_every_request(make_app):
     app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_DEFAULT="2/minute")
     client = app.test_client()
     # Flask-Limiter applies default limits to the routes without limits of their own.

@@ -6,10 +6,9 @@ import time
 from flask import Blueprint, flash, redirect, request, url_for
 from flask_babel import get_locale, gettext as _, ngettext
 
-from .. import accounts, typos
+from .. import accounts, fastpaths, typos
 from ..endpoints import template
 from ..forms import SignupForm, normalise_email
-from ..pages import blank_page
 from ..signup_state import SignupState
 from . import render_form, unavailable
 
@@ -39,7 +38,7 @@ def apply_suggestion(form: SignupForm) -> None:
 def signup():
     """Show the form; on a valid POST store the pending registration and email the code."""
     if request.method == "GET":
-        return blank_page(TEMPLATE, SignupForm)
+        return fastpaths.blank_page(TEMPLATE, SignupForm)
     form = SignupForm()
     if form.is_submitted():
         apply_suggestion(form)

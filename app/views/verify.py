@@ -4,10 +4,9 @@ page's status check (`/verify/status`, `/verify/done`)."""
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, url_for
 from flask_babel import gettext as _, ngettext
 
-from .. import accounts
+from .. import accounts, fastpaths
 from ..endpoints import template
 from ..forms import LinkForm, VerifyForm
-from ..pages import page_cache
 from ..signup_state import SignupState
 from . import masked, render_form, unavailable
 
@@ -108,7 +107,7 @@ def _finish(result, form, template, headers=None, **context):
     elif result.status == "unavailable":
         return unavailable(template, form, **context)
     if (template == CODE_TEMPLATE and result.status in REFUSED and not context["resend_wait"]
-            and page_cache().cacheable()):
+            and fastpaths.enabled()):
         return _refused_code_page(form, message, context), status, headers
     if field is None:
         form.form_errors.append(message)
@@ -118,10 +117,11 @@ def _finish(result, form, template, headers=None, **context):
 
 
 def _refused_code_page(form, message: str, context: dict) -> str:
-    """The code page refusing a code, from the page cache: the path a guesser hammers.
+    """The code page refusing a code, from the fast paths' cache: the path a guesser hammers.
 
-    It is the page `render_form` would give (a test compares the two), with the typed address,
-    the message and the masked address as slots; everything else it shows is in the variant.
+    It is the page `render_form` would give (tests/test_fastpaths.py compares the two), with
+    the typed address, the message and the masked address as slots; everything else it shows
+    is in the variant.
     """
     slots = {"typed": form.email.data or "", "address": context["resend_email"] or "",
              "message": message, "masked": context["masked_email"] or ""}
@@ -135,7 +135,7 @@ def _refused_code_page(form, message: str, context: dict) -> str:
                 "resend_email": texts["address"] if context["resend_email"] else None,
                 "masked_email": texts["masked"] if context["masked_email"] else None}
 
-    return page_cache().render(CODE_TEMPLATE, variant, slots, make_context)
+    return fastpaths.page(CODE_TEMPLATE, variant, slots, make_context)
 
 
 @bp.route("/verify", methods=["GET", "POST"])
