@@ -159,8 +159,10 @@ def test_redact_rewrites_links_that_carry_the_address_id():
     assert '"GET /verify/… HTTP/1.1"' in cleaned
 
 
-def test_gunicorn_access_log_redacts_link_tokens():
-    """gunicorn.conf.py's RedactingLogger writes /verify/<token> as /verify/… in the access log."""
+@pytest.mark.parametrize("path", ["/verify/", "/password/reset/"])
+def test_gunicorn_access_log_redacts_link_tokens(path):
+    """gunicorn.conf.py's RedactingLogger writes <path><token> as <path>… in the access log
+    (request line, path, referer)."""
     from gunicorn.config import Config
 
     settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
@@ -172,9 +174,9 @@ def test_gunicorn_access_log_redacts_link_tokens():
     lines = Capture()
     logger.access_log.addHandler(lines)
     token = "qXRwxlUDflG4FU_PZRJYuv35s1yFQVRI27byTz2gpPk"
-    referer = f"https://signup.example.org/verify/{token}"
-    environ = {"REQUEST_METHOD": "GET", "RAW_URI": f"/verify/{token}?lang=en",
-               "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": f"/verify/{token}",
+    referer = f"https://signup.example.org{path}{token}"
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": f"{path}{token}?lang=en",
+               "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": f"{path}{token}",
                "QUERY_STRING": "lang=en", "REMOTE_ADDR": "203.0.113.7", "HTTP_REFERER": referer}
     response = SimpleNamespace(status="200 OK", headers=[("Content-Type", "text/html")], sent=10)
     request = SimpleNamespace(headers=[("HOST", "signup.example.org"), ("REFERER", referer)])
@@ -185,5 +187,5 @@ def test_gunicorn_access_log_redacts_link_tokens():
     assert len(lines.records) == 1
     line = lines.records[0].getMessage()
     assert token not in line
-    assert '"GET /verify/…?lang=en HTTP/1.1" 200' in line
-    assert line.count(REDACTED) >= 3
+    assert f'"GET {path}…?lang=en HTTP/1.1" 200' in line
+    assert line.count(f"{path}…") >= 3
