@@ -333,7 +333,7 @@ def store_throughput(ctx, n: int = 3000, rounds: int = 10, client=None) -> dict:
     """Manager add/get/verify/update per second vs raw HSET/HGETALL on the same connection.
 
     Each operation is called as the app calls it: add with a registration built as
-    accounts.signup builds it (its address id, a link token carrying that id, a browser
+    the manager's register() builds it (its address id, a link token carrying that id, a browser
     digest), update with a new token made for the address's id as accounts.resend makes it.
     The raw baseline writes and reads the very hash the manager stores. The machines are
     shared and noisy, so the operations and the baseline are measured in `rounds` interleaved
@@ -418,7 +418,7 @@ ARGON2_HASH = "$argon2id$v=19$m=65536,t=3,p=4$" + "a" * 22 + "$" + "b" * 43
 
 
 def signup_registration(digester, email, ttl: int = 86400):
-    """A registration as accounts.signup builds it for a web signup (digests only)."""
+    """A registration as the manager's register() builds it for a web signup (digests only)."""
     import secrets
 
     from app.pending.model import PendingRegistration
@@ -438,7 +438,7 @@ def signup_registration(digester, email, ttl: int = 86400):
 def _fill(store, count: int, ttl: int = 86400, spread: int = 0) -> None:
     """Put `count` registrations into a Redis store as web signups write them, quickly.
 
-    Each one is built as accounts.signup builds it (real address id, code and token digests, a
+    Each one is built as the manager's register() builds it (real address id, code and token digests, a
     browser digest) and written by the store's own save script with the arguments
     RedisStore.save_call makes for save(): the same keys and record layout, only pipelined.
     The email allowance a signup also takes (keys that live at most an hour, and the op
