@@ -66,19 +66,6 @@ def test_another_browsers_token_is_refused(app):
     assert app.extensions["pending"].get_registration("ada@example.com") is None
 
 
-def test_flashed_messages_and_the_query_string_are_this_browsers_own(app):
-    client = app.test_client()
-    client.get("/signup")
-    with client.session_transaction() as session:
-        session["_flashes"] = [("warning", "A message for this browser only")]
-    assert "A message for this browser only" in client.get("/signup").text
-    assert "A message for this browser only" not in app.test_client().get("/signup").text
-    # A query string is part of the page (the language switcher returns to it): not cached.
-    with_query = app.test_client().get("/signup?from=mail").text
-    assert 'value="/signup?from=mail"' in with_query
-    assert "from=mail" not in app.test_client().get("/signup").text
-
-
 @pytest.mark.parametrize("mount", ["", "/accounts"])
 def test_template_urls_follow_the_mount_point_and_keep_their_values(app, mount):
     with app.test_request_context("/", base_url=f"http://localhost{mount}"):
